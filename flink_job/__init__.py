@@ -1,0 +1,1 @@
+"""The PyFlink job: Kafka -> Paimon raw/rejected tables + windowed aggregates to Kafka."""

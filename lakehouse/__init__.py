@@ -1,0 +1,1 @@
+"""The Paimon lakehouse: catalog access, table definitions, queries, maintenance, reconciliation."""

@@ -1,0 +1,60 @@
+"""Catalog access in one place: the same warehouse and S3 options for Flink SQL and for pypaimon."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pipeline.config import Settings
+
+if TYPE_CHECKING:
+    from pypaimon.catalog.catalog import Catalog
+
+CATALOG_NAME = "paimon"  # Flink catalog name; tables are paimon.lake.<table>
+DATABASE = "lake"
+
+
+def flink_catalog_options(settings: Settings) -> dict[str, str]:
+    """Options of ``CREATE CATALOG lake WITH (...)`` for Paimon's Flink connector."""
+    options = {"type": "paimon", "warehouse": settings.paimon_warehouse}
+    if settings.warehouse_is_s3:
+        options.update(
+            {
+                # Paimon's S3 file IO is Hadoop S3A underneath: s3.* maps to fs.s3a.*.
+                "s3.endpoint": settings.s3_endpoint,
+                "s3.access-key": settings.s3_access_key,
+                "s3.secret-key": settings.s3_secret_key,
+                "s3.path.style.access": "true",
+                # Without this, every file close also deletes parent "directory markers" through a
+                # small shared pool, which stalls writers of 128 buckets at once (seen with S3A 3.x).
+                "s3.directory.marker.retention": "keep",
+            }
+        )
+    return options
+
+
+def flink_create_catalog_sql(settings: Settings) -> str:
+    opts = ",\n  ".join(f"'{k}' = '{v}'" for k, v in flink_catalog_options(settings).items())
+    return f"CREATE CATALOG IF NOT EXISTS {CATALOG_NAME} WITH (\n  {opts}\n)"
+
+
+def pypaimon_catalog_options(settings: Settings) -> dict[str, str]:
+    options = {"warehouse": settings.paimon_warehouse}
+    if settings.warehouse_is_s3:
+        options.update(
+            {
+                "fs.s3.endpoint": settings.s3_endpoint,
+                "fs.s3.accessKeyId": settings.s3_access_key,
+                "fs.s3.accessKeySecret": settings.s3_secret_key,
+                "fs.s3.region": "us-east-1",
+            }
+        )
+    return options
+
+
+def open_catalog(settings: Settings) -> Catalog:
+    """The pypaimon catalog on the configured warehouse, with the ``lake`` database present."""
+    from pypaimon.catalog.catalog_factory import CatalogFactory
+
+    catalog = CatalogFactory.create(pypaimon_catalog_options(settings))
+    catalog.create_database(DATABASE, True)
+    return catalog

@@ -1,0 +1,108 @@
+"""``pipeline``: one entry point with a subcommand per part of the system.
+
+Every subcommand reads configuration once (environment, then flags) and turns a
+``UserError`` into one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from pipeline.config import VARIABLES, Settings
+from pipeline.errors import UserError
+
+# Subcommands register here: name -> (help, add_arguments(parser), run(args, settings) -> exit code).
+Command = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace, Settings], int]]
+
+
+def _services_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=["start", "stop", "status"], help="what to do")
+    p.add_argument("names", nargs="*", choices=["kafka", "s3", []], help="services (default: all)")
+
+
+def _services_run(args: argparse.Namespace, settings: Settings) -> int:
+    from scripts.services import manage
+
+    names = args.names or list(manage.SERVICES)
+    for line in getattr(manage, args.action)(settings, names):
+        print(line)
+    return 0
+
+
+def _config_args(p: argparse.ArgumentParser) -> None:
+    pass
+
+
+def _config_run(args: argparse.Namespace, settings: Settings) -> int:
+    width = max(len(k) for k in VARIABLES)
+    for name, value in settings.describe():
+        print(f"{name:<{width}}  {value}")
+    return 0
+
+
+def _demo_args(p: argparse.ArgumentParser) -> None:
+    pass
+
+
+def _demo_run(args: argparse.Namespace, settings: Settings) -> int:
+    from scripts.services import manage
+
+    for line in manage.start(settings):
+        print(line)
+    print("local services are running; stop them with: .venv/bin/pipeline services stop")
+    return 0
+
+
+def commands() -> dict[str, Command]:
+    """All subcommands; the parts of the system add theirs here."""
+    cmds: dict[str, Command] = {
+        "services": ("start, stop or show the local Kafka and S3 servers", _services_args, _services_run),
+        "config": ("print the effective configuration", _config_args, _config_run),
+        "demo": ("run the local demo (what ./run.sh calls)", _demo_args, _demo_run),
+    }
+    return cmds
+
+
+def build_parser() -> argparse.ArgumentParser:
+    env_help = "\n".join(f"  {k:<18} {v}" for k, v in VARIABLES.items())
+    parser = argparse.ArgumentParser(
+        prog="pipeline",
+        description="Real-time user-action analytics: Kafka -> Flink -> Paimon + ClickHouse.",
+        epilog=f"environment variables (flags override them):\n{env_help}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--data-dir", help="override DATA_DIR")
+    parser.add_argument("--kafka-bootstrap", help="override KAFKA_BOOTSTRAP")
+    parser.add_argument("--warehouse", dest="paimon_warehouse", help="override PAIMON_WAREHOUSE")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (help_text, add_args, run) in commands().items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        add_args(p)
+        p.set_defaults(_run=run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        from pathlib import Path
+
+        settings = Settings.from_env(
+            data_dir=Path(args.data_dir).resolve() if args.data_dir else None,
+            kafka_bootstrap=args.kafka_bootstrap,
+            paimon_warehouse=args.paimon_warehouse,
+        )
+        return args._run(args, settings)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The local demo. Does its own set-up (idempotent), then starts the local services.
+# Later parts extend it into the whole pipeline (see README).
+set -euo pipefail
+cd "$(dirname "$0")"
+SETUP_QUIET=${SETUP_QUIET:-} scripts/setup.sh
+exec .venv/bin/python -m pipeline demo "$@"

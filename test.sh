@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The test command: installs what it needs (idempotent), lints, then runs the whole suite
+# against real local services that the suite starts itself. Extra args go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")"
+scripts/setup.sh
+.venv/bin/ruff check .
+# pytest exits 5 when it collected nothing: that is a failure here, never a silent pass.
+.venv/bin/python -m pytest "$@"

@@ -1,0 +1,34 @@
+"""Session-wide fixtures: real local services, started once per test session (or reused)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from pipeline.config import Settings
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    """The configuration the tests run with: the environment's, as a user's would be."""
+    return Settings.from_env()
+
+
+@pytest.fixture(scope="session")
+def services(settings: Settings) -> Settings:
+    """Kafka and the S3 server, started by the project's own code; running ones are reused.
+
+    They are left running at the end so a second session starts in seconds; `pipeline services
+    stop` (or scripts/stop.sh) stops them by PID.
+    """
+    from scripts.services import manage
+
+    manage.start(settings)
+    return settings
+
+
+@pytest.fixture
+def unique_name() -> str:
+    """A fresh name for a topic, table or bucket prefix, so tests never see each other's data."""
+    return f"t_{uuid.uuid4().hex[:10]}"

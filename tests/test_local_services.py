@@ -1,0 +1,110 @@
+"""The local services are real: a Kafka broker both client libraries talk to, an S3 server with auth."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.config import RAW_TOPIC, Settings
+from pipeline.errors import UserError
+from scripts.services import kafka, s3
+
+pytestmark = pytest.mark.integration
+
+
+def test_raw_topic_has_six_partitions(services: Settings) -> None:
+    from confluent_kafka.admin import AdminClient
+
+    meta = AdminClient({"bootstrap.servers": services.kafka_bootstrap}).list_topics(timeout=10)
+    assert len(meta.topics[RAW_TOPIC].partitions) == 6
+
+
+def test_kafka_python_and_confluent_roundtrip_across_partitions(services: Settings, unique_name: str) -> None:
+    from confluent_kafka import Consumer, Producer
+    from kafka import KafkaConsumer, KafkaProducer
+
+    kafka.ensure_topics(services, {unique_name: 6})
+    # 60 records from each client library, keyed so that all 6 partitions are used.
+    kp = KafkaProducer(bootstrap_servers=services.kafka_bootstrap, acks="all")
+    for i in range(60):
+        kp.send(unique_name, key=str(i).encode(), value=f"kp-{i}".encode(), partition=i % 6)
+    kp.flush()
+    kp.close()
+    cp = Producer({"bootstrap.servers": services.kafka_bootstrap, "enable.idempotence": True})
+    for i in range(60):
+        cp.produce(unique_name, key=str(i).encode(), value=f"cp-{i}".encode(), partition=i % 6)
+    assert cp.flush(30) == 0
+
+    # Read back with the other library each way.
+    kc = KafkaConsumer(
+        unique_name,
+        bootstrap_servers=services.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=5000,
+        group_id=f"{unique_name}-kp",
+    )
+    got_kp = [(m.partition, m.value.decode()) for m in kc]
+    kc.close()
+    cc = Consumer(
+        {
+            "bootstrap.servers": services.kafka_bootstrap,
+            "group.id": f"{unique_name}-cp",
+            "auto.offset.reset": "earliest",
+        }
+    )
+    cc.subscribe([unique_name])
+    got_cp: list[tuple[int, str]] = []
+    idle = 0
+    while len(got_cp) < 120 and idle < 20:
+        msg = cc.poll(0.5)
+        if msg is None:
+            idle += 1
+            continue
+        assert msg.error() is None
+        got_cp.append((msg.partition(), msg.value().decode()))
+    cc.close()
+
+    for got in (got_kp, got_cp):
+        assert len(got) == 120
+        assert {p for p, _ in got} == set(range(6))
+        assert sorted(v for _, v in got) == sorted([f"kp-{i}" for i in range(60)] + [f"cp-{i}" for i in range(60)])
+
+
+def test_s3_put_list_get_with_credentials(services: Settings, unique_name: str) -> None:
+    client = s3.client(services)
+    key = f"{unique_name}/hello.txt"
+    client.put_object(Bucket=services.s3_bucket, Key=key, Body=b"hello lakehouse")
+    listed = client.list_objects_v2(Bucket=services.s3_bucket, Prefix=f"{unique_name}/")
+    assert [o["Key"] for o in listed["Contents"]] == [key]
+    body = client.get_object(Bucket=services.s3_bucket, Key=key)["Body"].read()
+    assert body == b"hello lakehouse"
+
+
+def test_s3_refuses_wrong_credentials(services: Settings) -> None:
+    from dataclasses import replace
+
+    from botocore.exceptions import ClientError
+
+    wrong = replace(services, s3_secret_key="not-the-secret")
+    with pytest.raises(ClientError) as err:
+        s3.client(wrong).list_objects_v2(Bucket=services.s3_bucket)
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+
+
+def test_second_start_reuses_running_services(services: Settings) -> None:
+    from scripts.services import manage
+
+    lines = manage.start(services)
+    assert any("already running" in line or "using the broker" in line for line in lines)
+
+
+def test_start_on_busy_port_is_one_clear_line(tmp_path) -> None:
+    import socket
+
+    from scripts.services.process import require_port_free
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        with pytest.raises(UserError, match=f"port {port} on 127.0.0.1 is already in use"):
+            require_port_free("kafka", port)
