@@ -55,13 +55,28 @@ def _demo_run(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+# Each part of the system contributes its subcommands from its own cli module, which defines
+# COMMANDS: dict[str, Command]. Keeps this file free of per-part code.
+PART_CLI_MODULES = ("producer.cli", "flink_job.cli", "lakehouse.cli", "clickhouse.cli")
+
+
 def commands() -> dict[str, Command]:
-    """All subcommands; the parts of the system add theirs here."""
+    """All subcommands: the shared ones below plus each part's ``COMMANDS``."""
+    import importlib
+
     cmds: dict[str, Command] = {
         "services": ("start, stop or show the local Kafka and S3 servers", _services_args, _services_run),
         "config": ("print the effective configuration", _config_args, _config_run),
         "demo": ("run the local demo (what ./run.sh calls)", _demo_args, _demo_run),
     }
+    for module_name in PART_CLI_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        cmds.update(module.COMMANDS)
     return cmds
 
 
