@@ -1,0 +1,286 @@
+"""The HTTP side of the service: JSON API, OpenAPI description, dashboard page. Read-only.
+
+Request parameters are validated here (names, ranges, limits) and passed to clickhouse/queries.py
+as typed values; no endpoint accepts SQL. Errors are JSON: {"error": "...", "parameter": "..."}.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+from clickhouse.queries import WINDOW_TABLES, Queries
+from clickhouse.store import ThreadClients
+from pipeline.config import PROJECT_ROOT
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+VENDOR_DIR = PROJECT_ROOT / ".cache" / "vendor"  # filled by scripts/setup.d/clickhouse.sh, git-ignored
+STATIC_FILES = {  # URL path -> file; nothing else on disk is reachable
+    "/": STATIC_DIR / "dashboard.html",
+    "/static/dashboard.js": STATIC_DIR / "dashboard.js",
+    "/static/vendor/chart.umd.min.js": VENDOR_DIR / "chart.js" / "chart.umd.min.js",
+}
+CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
+
+MAX_RANGE = timedelta(days=366)
+DEFAULT_RANGE = timedelta(hours=24)
+MAX_LIMIT = 1000
+_USER_PATH = re.compile(r"^/api/users/([^/]+)/activity$")
+
+
+class BadRequest(Exception):
+    def __init__(self, message: str, parameter: str | None = None, status: HTTPStatus = HTTPStatus.BAD_REQUEST):
+        super().__init__(message)
+        self.parameter = parameter
+        self.status = status
+
+
+# -- parameter parsing --------------------------------------------------------------------------
+class Params:
+    """The query string of one request; every accessor validates and names the parameter on error."""
+
+    def __init__(self, query: str, allowed: set[str]) -> None:
+        try:
+            raw = parse_qs(query, keep_blank_values=True, strict_parsing=False, max_num_fields=20)
+        except ValueError as exc:
+            raise BadRequest(f"malformed query string: {exc}") from None
+        for name, values in raw.items():
+            if name not in allowed:
+                known = ", ".join(sorted(allowed)) or "none"
+                raise BadRequest(f"unknown parameter '{name}' (this endpoint takes: {known})", name)
+            if len(values) > 1:
+                raise BadRequest(f"parameter '{name}' given more than once", name)
+        self.raw = {k: v[0] for k, v in raw.items()}
+
+    def integer(self, name: str, default: int, low: int, high: int) -> int:
+        text = self.raw.get(name)
+        if text is None:
+            return default
+        if not re.fullmatch(r"[0-9]{1,12}", text):
+            raise BadRequest(f"'{name}' must be a whole number between {low} and {high}, got '{text[:40]}'", name)
+        value = int(text)
+        if not low <= value <= high:
+            raise BadRequest(f"'{name}' must be between {low} and {high}, got {value}", name)
+        return value
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.raw.get(name, default)
+        if value not in choices:
+            raise BadRequest(f"'{name}' must be one of {', '.join(choices)}, got '{value[:40]}'", name)
+        return value
+
+    def time(self, name: str) -> datetime | None:
+        text = self.raw.get(name)
+        if text is None:
+            return None
+        return parse_time(text, name)
+
+    def time_range(self, default_end: datetime) -> tuple[datetime, datetime]:
+        end = self.time("to") or default_end
+        start = self.time("from") or end - DEFAULT_RANGE
+        if start >= end:
+            raise BadRequest("'from' must be before 'to'", "from")
+        if end - start > MAX_RANGE:
+            raise BadRequest(f"the range from 'from' to 'to' must be at most {MAX_RANGE.days} days", "from")
+        return start, end
+
+
+def parse_time(text: str, name: str) -> datetime:
+    """ISO 8601 (UTC unless an offset is given) or epoch milliseconds."""
+    if re.fullmatch(r"[0-9]{10,13}", text):
+        return datetime.fromtimestamp(int(text) / 1000, tz=UTC)
+    if len(text) > 40:
+        raise BadRequest(f"'{name}' is not a time", name)
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadRequest(
+            f"'{name}' must be an ISO 8601 time (e.g. 2024-05-01T12:00:00Z) or epoch milliseconds, got '{text}'",
+            name,
+        ) from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    value = value.astimezone(UTC)
+    if not 1970 <= value.year <= 2299:
+        raise BadRequest(f"'{name}' is out of range (years 1970..2299)", name)
+    return value
+
+
+# -- endpoints ------------------------------------------------------------------------------------
+RANGE = {"from", "to"}
+
+
+class Api:
+    """Endpoint functions: (queries, params) -> JSON-able. ``status_extra`` adds the loader's metrics."""
+
+    def __init__(self, clients: ThreadClients, database: str, status_extra: Callable[[], dict] | None = None):
+        self.clients = clients
+        self.database = database
+        self.status_extra = status_extra or (lambda: {})
+        self.routes: dict[str, tuple[set[str], Callable[[Queries, Params], object]]] = {
+            "/api/status": (set(), self.status),
+            "/api/top-users": (RANGE | {"limit", "window"}, self.top_users),
+            "/api/action-types": (RANGE | {"limit"}, self.top_action_types),
+            "/api/action-types/series": (RANGE | {"limit"}, self.action_types_series),
+            "/api/events": (RANGE | {"window"}, self.events),
+            "/api/hourly": (RANGE, self.hourly),
+            "/api/distribution": (RANGE | {"window"}, self.distribution),
+        }
+
+    def queries(self) -> Queries:
+        return Queries(self.clients.get(), self.database)
+
+    def handle(self, path: str, query: str) -> object:
+        match = _USER_PATH.match(path)
+        if match:
+            params = Params(query, RANGE)
+            return self.user_activity(self.queries(), params, match.group(1))
+        if path not in self.routes:
+            raise BadRequest(f"no endpoint {path[:80]}; see /openapi.json", status=HTTPStatus.NOT_FOUND)
+        allowed, fn = self.routes[path]
+        params = Params(query, allowed)
+        return fn(self.queries(), params)
+
+    def _range(self, q: Queries, p: Params) -> tuple[datetime, datetime]:
+        # Default range: the 24 hours up to now, so a fresh dashboard shows what is live.
+        return p.time_range(datetime.now(UTC).replace(microsecond=0))
+
+    def status(self, q: Queries, p: Params) -> dict:
+        latest = q.latest_window_end()
+        return {
+            "database": self.database,
+            "now": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+            "latest_window_end": latest.isoformat(timespec="milliseconds").replace("+00:00", "Z") if latest else None,
+            "tables": q.table_stats(),
+            "loader": self.status_extra(),
+        }
+
+    def top_users(self, q: Queries, p: Params) -> dict:
+        start, end = self._range(q, p)
+        limit = p.integer("limit", 10, 1, MAX_LIMIT)
+        window = p.choice("window", "2h", tuple(WINDOW_TABLES))
+        return {**_range_json(start, end), "window": window, "users": q.top_users(start, end, limit, window)}
+
+    def user_activity(self, q: Queries, p: Params, raw_id: str) -> dict:
+        if not re.fullmatch(r"[0-9]{1,10}", raw_id) or not 0 < int(raw_id) < 2**32:
+            raise BadRequest(f"user id must be a whole number between 1 and {2**32 - 1}, got '{raw_id[:40]}'",
+                             "user_id")
+        start, end = self._range(q, p)
+        return {**_range_json(start, end), **q.user_activity(int(raw_id), start, end)}
+
+    def top_action_types(self, q: Queries, p: Params) -> dict:
+        start, end = self._range(q, p)
+        limit = p.integer("limit", 10, 1, MAX_LIMIT)
+        return {**_range_json(start, end), "action_types": q.top_action_types(start, end, limit)}
+
+    def action_types_series(self, q: Queries, p: Params) -> dict:
+        start, end = self._range(q, p)
+        limit = p.integer("limit", 5, 1, 50)
+        return {**_range_json(start, end), **q.action_types_over_time(start, end, limit)}
+
+    def events(self, q: Queries, p: Params) -> dict:
+        start, end = self._range(q, p)
+        window = p.choice("window", "5m", tuple(WINDOW_TABLES))
+        return {**_range_json(start, end), "window": window, "points": q.events_per_window(start, end, window)}
+
+    def hourly(self, q: Queries, p: Params) -> dict:
+        start, end = self._range(q, p)
+        return {**_range_json(start, end), "hours": q.hourly(start, end)}
+
+    def distribution(self, q: Queries, p: Params) -> dict:
+        start, end = self._range(q, p)
+        window = p.choice("window", "2h", tuple(WINDOW_TABLES))
+        return {**_range_json(start, end), "window": window, "buckets": q.distribution(start, end, window)}
+
+
+def _range_json(start: datetime, end: datetime) -> dict:
+    fmt = "%Y-%m-%dT%H:%M:%S.%f"
+    return {"from": start.strftime(fmt)[:-3] + "Z", "to": end.strftime(fmt)[:-3] + "Z"}
+
+
+# -- HTTP -----------------------------------------------------------------------------------------
+def make_handler(api: Api) -> type[BaseHTTPRequestHandler]:
+    from clickhouse.openapi import openapi_document
+
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "clickhouse-analytics"
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, fmt: str, *args: object) -> None:
+            log.debug("%s " + fmt, self.address_string(), *args)
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            url = urlparse(self.path)
+            try:
+                if url.path in STATIC_FILES:
+                    return self._file(STATIC_FILES[url.path])
+                if url.path == "/openapi.json":
+                    return self._json(HTTPStatus.OK, openapi_document())
+                if url.path == "/healthz":
+                    return self._json(HTTPStatus.OK, {"ok": True})
+                self._json(HTTPStatus.OK, api.handle(url.path, url.query))
+            except BadRequest as exc:
+                body = {"error": str(exc), "status": exc.status.value}
+                if exc.parameter:
+                    body["parameter"] = exc.parameter
+                self._json(exc.status, body)
+            except Exception:
+                log.exception("request %s failed", url.path)
+                self._json(HTTPStatus.INTERNAL_SERVER_ERROR,
+                           {"error": "the query failed on the server; see the service log", "status": 500})
+
+        def _refuse(self) -> None:
+            self._json(HTTPStatus.METHOD_NOT_ALLOWED, {"error": "read-only API: only GET is allowed", "status": 405},
+                       extra={"Allow": "GET"})
+
+        do_POST = do_PUT = do_DELETE = do_PATCH = _refuse  # noqa: N815
+
+        def _file(self, path: Path) -> None:
+            if not path.is_file():
+                return self._json(HTTPStatus.NOT_FOUND, {
+                    "error": f"{path.name} is missing; run scripts/setup.sh (it vendors the chart library)",
+                    "status": 404})
+            data = path.read_bytes()
+            self._send(HTTPStatus.OK, data, CONTENT_TYPES.get(path.suffix, "application/octet-stream"))
+
+        def _json(self, status: HTTPStatus, body: object, extra: dict | None = None) -> None:
+            data = json.dumps(body, default=_json_default).encode()
+            self._send(status, data, "application/json", extra)
+
+        def _send(self, status: HTTPStatus, data: bytes, ctype: str, extra: dict | None = None) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Cache-Control", "no-store")
+            self.send_header("X-Content-Type-Options", "nosniff")
+            for k, v in (extra or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(data)
+
+    return Handler
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def make_server(api: Api, host: str, port: int) -> ThreadingHTTPServer:
+    server = ThreadingHTTPServer((host, port), make_handler(api))
+    server.daemon_threads = True
+    return server

@@ -1,0 +1,176 @@
+"""`pipeline clickhouse ...`: schema, load, sql, serve, start, stop, status."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import threading
+
+from pipeline.config import Settings
+from pipeline.errors import UserError
+
+
+def _add_arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    def common(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sp.add_argument("--database", default="analytics", help="ClickHouse database (default: analytics)")
+        sp.add_argument("--realtime-ttl-days", type=int, default=90, help="TTL of 5-minute rows (default: 90)")
+        sp.add_argument("--window-ttl-days", type=int, default=365, help="TTL of 2-hour rows (default: 365)")
+        return sp
+
+    def loader(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--group", default="clickhouse-loader", help="Kafka consumer group")
+        sp.add_argument("--batch-rows", type=int, default=200_000, help="insert when this many records wait")
+        sp.add_argument("--max-latency", type=float, default=1.0, help="... or when the oldest waited this long (s)")
+
+    s = common(sub.add_parser("schema", help="apply the schema (idempotent), or print a variant"))
+    s.add_argument("--print", action="store_true", help="print the statements instead of running them")
+    s.add_argument("--kafka-engine", action="store_true",
+                   help="(server only) also create Kafka-engine tables + materialized views")
+    s.add_argument("--kafka-brokers", help="brokers as the ClickHouse server sees them (default: KAFKA_BOOTSTRAP)")
+    s.add_argument("--cluster", help="print/apply the cluster variant (Replicated + Distributed) ON CLUSTER NAME")
+    loader(common(sub.add_parser("load", help="run the loader alone in the foreground")))
+    q = sub.add_parser("sql", help="run ad-hoc SQL against the configured ClickHouse (CLI only)")
+    q.add_argument("query", help="SQL text; '-' reads it from stdin")
+    q.add_argument("--format", default="PrettyCompactMonoBlock", help="ClickHouse output format")
+    sv = common(sub.add_parser("serve", help="loader + dashboard/API in the foreground"))
+    loader(sv)
+    sv.add_argument("--no-loader", action="store_true", help="serve the API only")
+    sub.add_parser("start", help="start the service in the background (PID file)")
+    sub.add_parser("stop", help="stop the background service")
+    sub.add_parser("status", help="service state, tables, freshness and loader lag")
+
+
+def _schema_options(args: argparse.Namespace):
+    from clickhouse.schema import SchemaOptions
+
+    try:
+        return SchemaOptions(args.database, args.realtime_ttl_days, args.window_ttl_days)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
+def _loader_options(args: argparse.Namespace):
+    from clickhouse.loader import LoaderOptions
+
+    if args.batch_rows < 1 or args.max_latency <= 0:
+        raise UserError("--batch-rows must be at least 1 and --max-latency positive")
+    return LoaderOptions(group_id=args.group, batch_rows=args.batch_rows, max_latency_s=args.max_latency,
+                         database=args.database)
+
+
+def _refuse_if_service_owns_chdb(settings: Settings) -> None:
+    from clickhouse import service_process
+    from clickhouse.store import is_embedded
+
+    if is_embedded(settings.clickhouse_dsn) and service_process.process(settings).pid() is not None:
+        raise UserError(
+            "the ClickHouse service owns the embedded chDB directory; stop it first "
+            "(pipeline clickhouse stop), or query it through its API"
+        )
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from clickhouse import service_process
+
+    if args.action == "start":
+        print(service_process.start(settings))
+        return 0
+    if args.action == "stop":
+        print(service_process.stop(settings))
+        return 0
+    if args.action == "status":
+        print(service_process.status(settings))
+        status = service_process.fetch_status(settings)
+        if status is None:
+            from clickhouse.queries import Queries
+            from clickhouse.store import connect
+
+            _refuse_if_service_owns_chdb(settings)
+            status = {"tables": Queries(connect(settings.clickhouse_dsn), "analytics").table_stats()}
+        print(json.dumps(status, indent=2, default=str))
+        return 0
+
+    from clickhouse.store import connect
+
+    if args.action == "schema":
+        return _schema(args, settings)
+    if args.action == "sql":
+        _refuse_if_service_owns_chdb(settings)
+        text = sys.stdin.read() if args.query == "-" else args.query
+        from clickhouse_connect.driver.exceptions import ClickHouseError
+
+        try:
+            out = connect(settings.clickhouse_dsn).raw_query(text, fmt=args.format)
+        except ClickHouseError as exc:
+            raise UserError(str(exc).splitlines()[0]) from None
+        sys.stdout.write(out.decode(errors="replace"))
+        return 0
+    if args.action == "load":
+        from clickhouse.loader import Loader
+        from clickhouse.store import ThreadClients, apply_schema
+
+        _refuse_if_service_owns_chdb(settings)
+        clients = ThreadClients(settings.clickhouse_dsn)
+        apply_schema(clients.get(), _schema_options(args))
+        stop = threading.Event()
+        try:
+            Loader(settings.kafka_bootstrap, clients.get, _loader_options(args)).run(stop)
+        except KeyboardInterrupt:
+            stop.set()
+        return 0
+    if args.action == "serve":
+        from clickhouse.service import Service
+
+        _refuse_if_service_owns_chdb_other_than_me(settings)
+        Service(settings, _schema_options(args), None if args.no_loader else _loader_options(args)).serve_forever()
+        return 0
+    raise UserError(f"unknown action {args.action}")
+
+
+def _refuse_if_service_owns_chdb_other_than_me(settings: Settings) -> None:
+    import os
+
+    from clickhouse import service_process
+
+    pid = service_process.process(settings).pid()
+    if pid is not None and pid != os.getpid():
+        raise UserError(f"the ClickHouse service is already running (pid {pid}); stop it with pipeline clickhouse stop")
+
+
+def _schema(args: argparse.Namespace, settings: Settings) -> int:
+    from clickhouse import schema
+    from clickhouse.store import connect, is_embedded
+
+    options = _schema_options(args)
+    try:
+        if args.cluster:
+            stmts = schema.cluster_statements(options, args.cluster)
+        else:
+            stmts = schema.analytics_statements(options)
+        if args.kafka_engine:
+            stmts += schema.kafka_engine_statements(options, args.kafka_brokers or settings.kafka_bootstrap,
+                                                    "clickhouse-kafka-engine")
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    if args.print:
+        print(";\n\n".join(stmts) + ";")
+        return 0
+    if (args.kafka_engine or args.cluster) and is_embedded(settings.clickhouse_dsn):
+        raise UserError("--kafka-engine and --cluster need a ClickHouse server: set CLICKHOUSE_URL "
+                        "(or use --print to see the statements)")
+    _refuse_if_service_owns_chdb(settings)
+    client = connect(settings.clickhouse_dsn)
+    for stmt in stmts:
+        client.command(stmt)
+    print(f"schema applied: {len(stmts)} statements on {options.database}")
+    return 0
+
+
+COMMANDS = {
+    "clickhouse": ("ClickHouse: schema, loader, dashboard/API service, ad-hoc SQL", _add_arguments, _run),
+}

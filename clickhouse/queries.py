@@ -1,0 +1,181 @@
+"""The read-only analytics queries behind the JSON API and the dashboard.
+
+Every value from a request is a bound query parameter ({name:Type}); the only text put into SQL
+is the database name, which comes from configuration and is checked as an identifier. Every
+query reads the deduplicated state (FINAL).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+from clickhouse_connect.driver.client import Client
+
+from clickhouse.schema import TABLES, check_identifier
+
+# Per-user windows: which table serves a requested granularity.
+WINDOW_TABLES = {"5m": "user_aggregations_realtime", "2h": "user_aggregations"}
+
+
+def _rows(client: Client, sql: str, params: dict) -> list[dict]:
+    result = client.query(sql, parameters=params)
+    return [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+class Queries:
+    def __init__(self, client: Client, database: str) -> None:
+        self.client = client
+        self.db = check_identifier(database, "database")
+
+    def table_stats(self) -> list[dict]:
+        """Rows stored per table (before deduplication, from the parts' metadata: instant) and freshness."""
+        parts = _rows(
+            self.client,
+            "SELECT table, sum(rows) AS rows, count() AS parts FROM system.parts "
+            "WHERE database = {db:String} AND active GROUP BY table",
+            {"db": self.db},
+        )
+        by_table = {p["table"]: p for p in parts}
+        now = time.time()
+        stats = []
+        for table in TABLES:
+            latest = _rows(self.client, f"SELECT max(window_end) AS latest FROM {self.db}.{table}", {})[0]["latest"]
+            has_rows = bool(by_table.get(table, {}).get("rows"))
+            latest = latest if has_rows else None
+            stats.append({
+                "table": table,
+                "rows": int(by_table.get(table, {}).get("rows", 0)),
+                "parts": int(by_table.get(table, {}).get("parts", 0)),
+                "latest_window_end": _iso(latest),
+                "freshness_seconds": round(now - latest.replace(tzinfo=UTC).timestamp(), 1) if latest else None,
+            })
+        return stats
+
+    def top_users(self, start: datetime, end: datetime, limit: int, window: str) -> list[dict]:
+        table = WINDOW_TABLES[window]
+        return _rows(
+            self.client,
+            f"SELECT user_id, sum(total_actions) AS actions FROM {self.db}.{table} FINAL "
+            "WHERE window_start >= {start:DateTime64(3, 'UTC')} AND window_start < {end:DateTime64(3, 'UTC')} "
+            "GROUP BY user_id ORDER BY actions DESC, user_id LIMIT {limit:UInt32}",
+            {"start": start, "end": end, "limit": limit},
+        )
+
+    def user_activity(self, user_id: int, start: datetime, end: datetime) -> dict:
+        params = {"user": user_id, "start": start, "end": end}
+        series = _rows(
+            self.client,
+            f"SELECT window_start, total_actions AS actions FROM {self.db}.user_aggregations_realtime FINAL "
+            "WHERE user_id = {user:UInt32} AND window_start >= {start:DateTime64(3, 'UTC')} "
+            "AND window_start < {end:DateTime64(3, 'UTC')} ORDER BY window_start",
+            params,
+        )
+        by_type = _rows(
+            self.client,
+            f"SELECT window_start, action_type, actions FROM {self.db}.user_action_aggregations FINAL "
+            "WHERE user_id = {user:UInt32} AND window_start >= {start:DateTime64(3, 'UTC')} "
+            "AND window_start < {end:DateTime64(3, 'UTC')} ORDER BY window_start, actions DESC, action_type",
+            params,
+        )
+        windows: dict[str, dict] = {}
+        for row in by_type:
+            key = _iso(row["window_start"])
+            w = windows.setdefault(key, {"window_start": key, "total_actions": 0, "by_action_type": {}})
+            w["by_action_type"][row["action_type"]] = row["actions"]
+            w["total_actions"] += row["actions"]
+        return {
+            "user_id": user_id,
+            "realtime_5m": [{"window_start": _iso(r["window_start"]), "actions": r["actions"]} for r in series],
+            "windows_2h": list(windows.values()),
+            "total_actions_5m": sum(r["actions"] for r in series),
+        }
+
+    def action_types_over_time(self, start: datetime, end: datetime, limit: int) -> dict:
+        """Per 2-hour window, actions of the ``limit`` busiest action types in the range."""
+        rows = _rows(
+            self.client,
+            f"""
+            WITH top AS (
+                SELECT action_type FROM {self.db}.user_action_aggregations FINAL
+                WHERE window_start >= {{start:DateTime64(3, 'UTC')}} AND window_start < {{end:DateTime64(3, 'UTC')}}
+                GROUP BY action_type ORDER BY sum(actions) DESC, action_type LIMIT {{limit:UInt32}}
+            )
+            SELECT window_start, action_type, sum(actions) AS actions
+            FROM {self.db}.user_action_aggregations FINAL
+            WHERE window_start >= {{start:DateTime64(3, 'UTC')}} AND window_start < {{end:DateTime64(3, 'UTC')}}
+              AND action_type IN (SELECT action_type FROM top)
+            GROUP BY window_start, action_type ORDER BY window_start, action_type
+            """,
+            {"start": start, "end": end, "limit": limit},
+        )
+        series: dict[str, list] = {}
+        for r in rows:
+            series.setdefault(r["action_type"], []).append({"window_start": _iso(r["window_start"]),
+                                                            "actions": r["actions"]})
+        return {"series": series}
+
+    def top_action_types(self, start: datetime, end: datetime, limit: int) -> list[dict]:
+        return _rows(
+            self.client,
+            f"SELECT action_type, sum(actions) AS actions, uniqExact(user_id) AS users "
+            f"FROM {self.db}.user_action_aggregations FINAL "
+            "WHERE window_start >= {start:DateTime64(3, 'UTC')} AND window_start < {end:DateTime64(3, 'UTC')} "
+            "GROUP BY action_type ORDER BY actions DESC, action_type LIMIT {limit:UInt32}",
+            {"start": start, "end": end, "limit": limit},
+        )
+
+    def events_per_window(self, start: datetime, end: datetime, window: str) -> list[dict]:
+        table = WINDOW_TABLES[window]
+        rows = _rows(
+            self.client,
+            f"SELECT window_start, sum(total_actions) AS actions, count() AS users FROM {self.db}.{table} FINAL "
+            "WHERE window_start >= {start:DateTime64(3, 'UTC')} AND window_start < {end:DateTime64(3, 'UTC')} "
+            "GROUP BY window_start ORDER BY window_start",
+            {"start": start, "end": end},
+        )
+        return [{**r, "window_start": _iso(r["window_start"])} for r in rows]
+
+    def hourly(self, start: datetime, end: datetime) -> list[dict]:
+        """Actions per hour of the day (UTC), from the 5-minute windows."""
+        rows = _rows(
+            self.client,
+            f"SELECT toHour(window_start) AS hour, sum(total_actions) AS actions "
+            f"FROM {self.db}.user_aggregations_realtime FINAL "
+            "WHERE window_start >= {start:DateTime64(3, 'UTC')} AND window_start < {end:DateTime64(3, 'UTC')} "
+            "GROUP BY hour ORDER BY hour",
+            {"start": start, "end": end},
+        )
+        found = {r["hour"]: r["actions"] for r in rows}
+        return [{"hour": h, "actions": int(found.get(h, 0))} for h in range(24)]
+
+    def distribution(self, start: datetime, end: datetime, window: str) -> list[dict]:
+        """Users by their total actions in the range, in power-of-two buckets [2^k, 2^(k+1))."""
+        table = WINDOW_TABLES[window]
+        rows = _rows(
+            self.client,
+            f"""
+            SELECT toUInt64(exp2(floor(log2(total)))) AS low, count() AS users
+            FROM (
+                SELECT user_id, sum(total_actions) AS total FROM {self.db}.{table} FINAL
+                WHERE window_start >= {{start:DateTime64(3, 'UTC')}} AND window_start < {{end:DateTime64(3, 'UTC')}}
+                GROUP BY user_id HAVING total > 0
+            )
+            GROUP BY low ORDER BY low
+            """,
+            {"start": start, "end": end},
+        )
+        return [{"min_actions": r["low"], "max_actions": r["low"] * 2 - 1, "users": r["users"]} for r in rows]
+
+    def latest_window_end(self) -> datetime | None:
+        sql = f"SELECT max(window_end) AS latest, count() AS n FROM {self.db}.user_aggregations_realtime"
+        latest = _rows(self.client, sql, {})[0]
+        return latest["latest"].replace(tzinfo=UTC) if latest["n"] else None

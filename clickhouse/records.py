@@ -1,0 +1,201 @@
+"""Aggregate records from Kafka (JSON values) to Arrow tables ready for insert, tolerating bad ones.
+
+Fast path: the batch's values joined as newline-delimited JSON and parsed by pyarrow's C++ JSON
+reader with an explicit schema, then checked column-wise. When that parse fails (a window time
+in epoch millis, a pretty-printed value, broken JSON, a wrong type), the batch goes through the
+careful path: each record on its own with orjson, so only the bad ones are rejected, each with
+its reason.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pajson
+
+TIME = pa.timestamp("ms", tz="UTC")
+MAX_USER_ID = 2**32 - 1
+MAX_COUNT = 2**32 - 1
+
+
+@dataclass(frozen=True)
+class Kind:
+    """The columns of one aggregate table, in ClickHouse order."""
+
+    table: str
+    count_column: str
+    has_action_type: bool
+
+    @property
+    def columns(self) -> list[str]:
+        cols = ["window_start", "window_end", "user_id"]
+        if self.has_action_type:
+            cols.append("action_type")
+        return [*cols, self.count_column, "version"]
+
+    @property
+    def parse_schema(self) -> pa.Schema:
+        types = {"window_start": TIME, "window_end": TIME, "user_id": pa.int64(), "action_type": pa.string(),
+                 self.count_column: pa.int64(), "version": pa.int64()}
+        return pa.schema([(c, types[c]) for c in self.columns])
+
+    @property
+    def insert_schema(self) -> pa.Schema:
+        types = {"window_start": TIME, "window_end": TIME, "user_id": pa.uint32(), "action_type": pa.string(),
+                 self.count_column: pa.uint32(), "version": pa.uint64()}
+        return pa.schema([(c, types[c]) for c in self.columns])
+
+
+KINDS = {
+    "user_aggregations": Kind("user_aggregations", "total_actions", False),
+    "user_action_aggregations": Kind("user_action_aggregations", "actions", True),
+    "user_aggregations_realtime": Kind("user_aggregations_realtime", "total_actions", False),
+}
+
+
+@dataclass
+class ParsedBatch:
+    table: pa.Table
+    rejects: list[tuple[int, str]] = field(default_factory=list)  # (index in the batch, reason)
+
+
+def parse(values: list[bytes], kind: Kind) -> ParsedBatch:
+    """Valid records as an Arrow table in ``kind.insert_schema``; the rest as (index, reason)."""
+    if not values:
+        return ParsedBatch(kind.insert_schema.empty_table())
+    try:
+        table = _parse_fast(values, kind)
+    except (pa.ArrowInvalid, ValueError):
+        table = None
+    if table is None or table.num_rows != len(values):
+        return _parse_careful(values, kind)
+    valid = _valid_mask(table, kind)
+    rejects: list[tuple[int, str]] = []
+    if not pc.all(valid).as_py():
+        invalid = pc.indices_nonzero(pc.invert(valid)).to_pylist()
+        rejects = [(i, _reason(table.slice(i, 1).to_pylist()[0], kind)) for i in invalid]
+        table = table.filter(valid)
+    return ParsedBatch(table.cast(kind.insert_schema), rejects)
+
+
+def _parse_fast(values: list[bytes], kind: Kind) -> pa.Table | None:
+    blob = b"\n".join(values)
+    if blob.count(b"\n") != len(values) - 1:  # a value spanning lines: row count would not match
+        return None
+    options = pajson.ParseOptions(explicit_schema=kind.parse_schema, unexpected_field_behavior="ignore")
+    return pajson.read_json(io.BytesIO(blob), parse_options=options,
+                            read_options=pajson.ReadOptions(block_size=max(1 << 20, len(blob) + 1)))
+
+
+def _valid_mask(table: pa.Table, kind: Kind) -> pa.Array:
+    checks = [pc.is_valid(table[c]) for c in kind.columns]
+    checks += [
+        pc.greater(table["user_id"], 0), pc.less_equal(table["user_id"], MAX_USER_ID),
+        pc.greater_equal(table[kind.count_column], 0), pc.less_equal(table[kind.count_column], MAX_COUNT),
+        pc.greater_equal(table["version"], 0),
+        pc.greater(table["window_end"], table["window_start"]),
+    ]
+    if kind.has_action_type:
+        checks.append(pc.greater(pc.utf8_length(table["action_type"]), 0))
+    mask = checks[0]
+    for check in checks[1:]:
+        mask = pc.and_kleene(mask, check)
+    return pc.fill_null(mask, False).combine_chunks()
+
+
+def _reason(row: dict, kind: Kind) -> str:
+    """Why a record that parsed as JSON is not a valid aggregate (same rules as _valid_mask)."""
+    for column in kind.columns:
+        if row.get(column) is None:
+            return f"missing or null field '{column}'"
+    if not 0 < row["user_id"] <= MAX_USER_ID:
+        return f"user_id {row['user_id']} out of range 1..{MAX_USER_ID}"
+    if not 0 <= row[kind.count_column] <= MAX_COUNT:
+        return f"{kind.count_column} {row[kind.count_column]} out of range"
+    if row["version"] < 0:
+        return f"version {row['version']} is negative"
+    if kind.has_action_type and not row["action_type"]:
+        return "empty action_type"
+    if row["window_end"] <= row["window_start"]:
+        return "window_end is not after window_start"
+    return "invalid record"
+
+
+def _parse_careful(values: list[bytes], kind: Kind) -> ParsedBatch:
+    columns: dict[str, list] = {c: [] for c in kind.columns}
+    rejects: list[tuple[int, str]] = []
+    for i, value in enumerate(values):
+        try:
+            row = _record(value, kind)
+        except (ValueError, TypeError, KeyError, orjson.JSONDecodeError) as exc:
+            rejects.append((i, str(exc) or type(exc).__name__))
+            continue
+        for c in kind.columns:
+            columns[c].append(row[c])
+    arrays = [pa.array(columns[c], type=kind.parse_schema.field(c).type) for c in kind.columns]
+    table = pa.Table.from_arrays(arrays, schema=kind.parse_schema)
+    return ParsedBatch(table.cast(kind.insert_schema), rejects)
+
+
+def _record(value: bytes, kind: Kind) -> dict:
+    doc = orjson.loads(value)
+    if not isinstance(doc, dict):
+        raise ValueError(f"not a JSON object but {type(doc).__name__}")
+    row: dict = {}
+    for c in kind.columns:
+        if doc.get(c) is None:
+            raise ValueError(f"missing or null field '{c}'")
+    row["window_start"] = to_epoch_millis(doc["window_start"], "window_start")
+    row["window_end"] = to_epoch_millis(doc["window_end"], "window_end")
+    row["user_id"] = _whole(doc["user_id"], "user_id")
+    row[kind.count_column] = _whole(doc[kind.count_column], kind.count_column)
+    row["version"] = _whole(doc["version"], "version")
+    if kind.has_action_type:
+        if not isinstance(doc["action_type"], str) or not doc["action_type"]:
+            raise ValueError("action_type must be a non-empty string")
+        row["action_type"] = doc["action_type"]
+    return _reason_check(row, kind)
+
+
+def _reason_check(row: dict, kind: Kind) -> dict:
+    reason = _reason(row, kind)
+    if reason != "invalid record":
+        raise ValueError(reason)
+    return row
+
+
+def _whole(value: object, name: str) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be a whole number, not {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    raise ValueError(f"{name} must be a whole number, not {value!r}")
+
+
+def to_epoch_millis(value: object, name: str) -> int:
+    """'yyyy-MM-dd HH:mm:ss[.SSS]' (UTC; ISO forms with T/Z/offset too) or epoch millis -> epoch millis."""
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be a time, not {value!r}")
+    if isinstance(value, int | float):
+        return int(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isdigit():
+            return int(text)
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"{name} '{value}' is neither 'yyyy-MM-dd HH:mm:ss[.SSS]' nor epoch millis") from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return round(parsed.timestamp() * 1000)
+    raise ValueError(f"{name} must be a time string or epoch millis, not {type(value).__name__}")

@@ -1,0 +1,67 @@
+-- The analytics schema, applied on every start of the loader/service (idempotent: IF NOT EXISTS).
+-- ${db}, ${realtime_ttl_days} and ${window_ttl_days} are substituted by clickhouse/schema.py
+-- (an identifier and two whole numbers, checked before substitution).
+--
+-- Every table is a ReplacingMergeTree on the aggregate's key with `version` (epoch millis of
+-- emission) as the version column: a re-emitted or replayed row replaces the old one, so reads
+-- that go through FINAL (the *_final views below, or the queries in clickhouse/queries.py)
+-- never double-count. Partitioned by day of window_start; the key is within one partition,
+-- so FINAL can run partition by partition (do_not_merge_across_partitions_select_final).
+
+CREATE DATABASE IF NOT EXISTS ${db};
+
+-- 2-hour tumbling windows, per user.
+CREATE TABLE IF NOT EXISTS ${db}.user_aggregations
+(
+    window_start  DateTime64(3, 'UTC'),
+    window_end    DateTime64(3, 'UTC'),
+    user_id       UInt32,
+    total_actions UInt32,
+    version       UInt64
+)
+ENGINE = ReplacingMergeTree(version)
+PARTITION BY toDate(window_start)
+ORDER BY (window_start, user_id)
+TTL toDateTime(window_start) + INTERVAL ${window_ttl_days} DAY;
+
+-- 2-hour tumbling windows, per user and action type.
+CREATE TABLE IF NOT EXISTS ${db}.user_action_aggregations
+(
+    window_start DateTime64(3, 'UTC'),
+    window_end   DateTime64(3, 'UTC'),
+    user_id      UInt32,
+    action_type  LowCardinality(String),
+    actions      UInt32,
+    version      UInt64
+)
+ENGINE = ReplacingMergeTree(version)
+PARTITION BY toDate(window_start)
+ORDER BY (window_start, user_id, action_type)
+TTL toDateTime(window_start) + INTERVAL ${window_ttl_days} DAY;
+
+-- 5-minute tumbling windows, per user (the near-real-time view).
+CREATE TABLE IF NOT EXISTS ${db}.user_aggregations_realtime
+(
+    window_start  DateTime64(3, 'UTC'),
+    window_end    DateTime64(3, 'UTC'),
+    user_id       UInt32,
+    total_actions UInt32,
+    version       UInt64
+)
+ENGINE = ReplacingMergeTree(version)
+PARTITION BY toDate(window_start)
+ORDER BY (window_start, user_id)
+TTL toDateTime(window_start) + INTERVAL ${realtime_ttl_days} DAY;
+
+-- Deduplicated state: the latest version of every key. Use these (or FINAL) for any ad-hoc query.
+CREATE VIEW IF NOT EXISTS ${db}.user_aggregations_final AS
+SELECT window_start, window_end, user_id, total_actions, version
+FROM ${db}.user_aggregations FINAL;
+
+CREATE VIEW IF NOT EXISTS ${db}.user_action_aggregations_final AS
+SELECT window_start, window_end, user_id, action_type, actions, version
+FROM ${db}.user_action_aggregations FINAL;
+
+CREATE VIEW IF NOT EXISTS ${db}.user_aggregations_realtime_final AS
+SELECT window_start, window_end, user_id, total_actions, version
+FROM ${db}.user_aggregations_realtime FINAL;

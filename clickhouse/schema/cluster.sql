@@ -1,0 +1,63 @@
+-- Cluster variant of analytics.sql for a production ClickHouse cluster: each shard keeps its
+-- rows in a ReplicatedReplacingMergeTree (same key, version, partitioning and TTL), and a
+-- Distributed table per aggregate spreads inserts by user_id and fans queries out.
+-- Substituted by clickhouse/schema.py: ${db}, ${cluster}, ${realtime_ttl_days}, ${window_ttl_days}.
+-- Apply with: pipeline clickhouse schema --cluster NAME   (CLICKHOUSE_URL pointing at the cluster)
+-- Sharding by user_id keeps every version of a key on one shard, so FINAL on the Distributed
+-- table still deduplicates correctly (each shard finalises its own keys).
+-- For server-side Kafka ingestion on a cluster, point the materialized views of
+-- kafka_engine.sql at the *_local tables on each node (or at the Distributed tables).
+
+CREATE DATABASE IF NOT EXISTS ${db} ON CLUSTER '${cluster}';
+
+CREATE TABLE IF NOT EXISTS ${db}.user_aggregations_local ON CLUSTER '${cluster}'
+(
+    window_start  DateTime64(3, 'UTC'),
+    window_end    DateTime64(3, 'UTC'),
+    user_id       UInt32,
+    total_actions UInt32,
+    version       UInt64
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/${db}/user_aggregations', '{replica}', version)
+PARTITION BY toDate(window_start)
+ORDER BY (window_start, user_id)
+TTL toDateTime(window_start) + INTERVAL ${window_ttl_days} DAY;
+
+CREATE TABLE IF NOT EXISTS ${db}.user_aggregations ON CLUSTER '${cluster}'
+AS ${db}.user_aggregations_local
+ENGINE = Distributed('${cluster}', '${db}', 'user_aggregations_local', cityHash64(user_id));
+
+CREATE TABLE IF NOT EXISTS ${db}.user_action_aggregations_local ON CLUSTER '${cluster}'
+(
+    window_start DateTime64(3, 'UTC'),
+    window_end   DateTime64(3, 'UTC'),
+    user_id      UInt32,
+    action_type  LowCardinality(String),
+    actions      UInt32,
+    version      UInt64
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/${db}/user_action_aggregations', '{replica}', version)
+PARTITION BY toDate(window_start)
+ORDER BY (window_start, user_id, action_type)
+TTL toDateTime(window_start) + INTERVAL ${window_ttl_days} DAY;
+
+CREATE TABLE IF NOT EXISTS ${db}.user_action_aggregations ON CLUSTER '${cluster}'
+AS ${db}.user_action_aggregations_local
+ENGINE = Distributed('${cluster}', '${db}', 'user_action_aggregations_local', cityHash64(user_id));
+
+CREATE TABLE IF NOT EXISTS ${db}.user_aggregations_realtime_local ON CLUSTER '${cluster}'
+(
+    window_start  DateTime64(3, 'UTC'),
+    window_end    DateTime64(3, 'UTC'),
+    user_id       UInt32,
+    total_actions UInt32,
+    version       UInt64
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/${db}/user_aggregations_realtime', '{replica}', version)
+PARTITION BY toDate(window_start)
+ORDER BY (window_start, user_id)
+TTL toDateTime(window_start) + INTERVAL ${realtime_ttl_days} DAY;
+
+CREATE TABLE IF NOT EXISTS ${db}.user_aggregations_realtime ON CLUSTER '${cluster}'
+AS ${db}.user_aggregations_realtime_local
+ENGINE = Distributed('${cluster}', '${db}', 'user_aggregations_realtime_local', cityHash64(user_id));

@@ -1,0 +1,92 @@
+"""The ClickHouse service process: owns the store (embedded chDB or a server client), applies
+the schema, runs the loader in a thread and serves the dashboard + JSON API until SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from dataclasses import dataclass
+
+from clickhouse.api import Api, make_server
+from clickhouse.loader import Loader, LoaderMetrics, LoaderOptions
+from clickhouse.schema import SchemaOptions
+from clickhouse.store import ThreadClients, apply_schema
+from pipeline.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Service:
+    """Loader + HTTP server over one set of per-thread clients (one chDB engine per process)."""
+
+    settings: Settings
+    schema: SchemaOptions
+    loader_options: LoaderOptions | None  # None: API only, no loader
+    host: str = "127.0.0.1"
+    port: int | None = None
+
+    def __post_init__(self) -> None:
+        self.clients = ThreadClients(self.settings.clickhouse_dsn)
+        self.stop_event = threading.Event()
+        self.metrics = LoaderMetrics()
+        self._threads: list[threading.Thread] = []
+        self.server = None
+
+    def start(self) -> None:
+        apply_schema(self.clients.get(), self.schema)
+        if self.loader_options is not None:
+            loader = Loader(self.settings.kafka_bootstrap, self.clients.get, self.loader_options, self.metrics)
+            self._threads.append(threading.Thread(target=self._run_loader, args=(loader,), name="loader",
+                                                  daemon=True))
+        api = Api(self.clients, self.schema.database, self._loader_status)
+        port = self.settings.dashboard_port if self.port is None else self.port
+        self.server = make_server(api, self.host, port)
+        self._threads.append(threading.Thread(target=self.server.serve_forever, name="http", daemon=True))
+        for t in self._threads:
+            t.start()
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def _loader_status(self) -> dict:
+        if self.loader_options is None:
+            return {"running": False}
+        return {"running": not self.stop_event.is_set(), "group_id": self.loader_options.group_id,
+                **self.metrics.snapshot()}
+
+    def _run_loader(self, loader: Loader) -> None:
+        while not self.stop_event.is_set():
+            try:
+                loader.run(self.stop_event)
+            except Exception as exc:  # keep serving the API; restart the loader after a pause
+                log.exception("loader stopped with an error; restarting in 5 s")
+                self.metrics.set(last_error=f"loader: {exc}")
+                self.stop_event.wait(5)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+        for t in self._threads:
+            t.join(timeout=30)
+        self.clients.close()
+
+    def serve_forever(self) -> None:
+        """Foreground: until SIGTERM/SIGINT."""
+        self.start()
+        log.info("serving dashboard and API on %s (ClickHouse: %s)", self.url, _describe(self.settings))
+        done = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: done.set())
+        done.wait()
+        log.info("stopping")
+        self.stop()
+
+
+def _describe(settings: Settings) -> str:
+    return "server (CLICKHOUSE_URL)" if settings.clickhouse_url else settings.clickhouse_dsn

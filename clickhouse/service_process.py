@@ -1,0 +1,65 @@
+"""The ClickHouse service as a background process with a PID file (like Kafka and S3)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import urllib.request
+
+from pipeline.config import PROJECT_ROOT, Settings
+from scripts.services.process import ManagedProcess, port_open, require_port_free, wait_until
+
+NAME = "clickhouse"
+
+
+def process(settings: Settings) -> ManagedProcess:
+    return ManagedProcess(NAME, settings.run_dir, settings.logs_dir)
+
+
+def url(settings: Settings) -> str:
+    return f"http://127.0.0.1:{settings.dashboard_port}"
+
+
+def fetch_status(settings: Settings, timeout: float = 5.0) -> dict | None:
+    """The running service's /api/status, or None if it does not answer."""
+    try:
+        with urllib.request.urlopen(f"{url(settings)}/api/status", timeout=timeout) as resp:
+            return json.loads(resp.read())
+    except (OSError, ValueError):
+        return None
+
+
+def healthy(settings: Settings) -> bool:
+    if not port_open("127.0.0.1", settings.dashboard_port):
+        return False
+    try:
+        with urllib.request.urlopen(f"{url(settings)}/healthz", timeout=2) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+def start(settings: Settings, extra_args: list[str] | None = None, timeout: float = 60.0) -> str:
+    proc = process(settings)
+    if proc.pid() is not None and healthy(settings):
+        return f"clickhouse service already running (pid {proc.pid()}) on {url(settings)}"
+    require_port_free("clickhouse service (dashboard)", settings.dashboard_port)
+    argv = [sys.executable, "-m", "pipeline", "--data-dir", str(settings.data_dir),
+            "--kafka-bootstrap", settings.kafka_bootstrap, "clickhouse", "serve", *(extra_args or [])]
+    env = {**os.environ, "DASHBOARD_PORT": str(settings.dashboard_port)}
+    if settings.clickhouse_url:
+        env["CLICKHOUSE_URL"] = settings.clickhouse_url
+    pid = proc.start(argv, env=env, cwd=PROJECT_ROOT)
+    wait_until(lambda: healthy(settings), timeout, "clickhouse service", proc)
+    return f"clickhouse service started (pid {pid}): dashboard {url(settings)}/ ; log {proc.log_file}"
+
+
+def stop(settings: Settings) -> str:
+    return "clickhouse service stopped" if process(settings).stop(timeout=30) else "clickhouse service was not running"
+
+
+def status(settings: Settings) -> str:
+    pid = process(settings).pid()
+    state = "healthy" if healthy(settings) else "not answering"
+    return f"clickhouse service: {'pid ' + str(pid) if pid else 'no pid file'}, {state} on {url(settings)}"

@@ -1,0 +1,101 @@
+"""The one front door to ClickHouse: ``clickhouse_connect.get_client(dsn=...)`` plus the schema.
+
+The DSN is ``settings.clickhouse_dsn``: a server URL when CLICKHOUSE_URL is set, otherwise
+``chdb:///<DATA_DIR>/chdb``. Callers never branch on the backend. One process at a time may own
+an embedded chDB directory; inside that process any number of clients share the engine.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from urllib.parse import urlparse
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import ClickHouseError, ProgrammingError
+
+from clickhouse.schema import SchemaOptions, analytics_statements
+from pipeline.config import Settings
+from pipeline.errors import UserError
+
+log = logging.getLogger(__name__)
+
+# FINAL reads partition by partition: a key never spans two days (window_start is in the key).
+QUERY_SETTINGS = {"do_not_merge_across_partitions_select_final": 1}
+
+
+def is_embedded(dsn: str) -> bool:
+    return dsn.startswith("chdb:")
+
+
+def chdb_path(dsn: str) -> Path | None:
+    return Path(urlparse(dsn).path) if is_embedded(dsn) else None
+
+
+def connect(dsn: str) -> Client:
+    """A client for ``dsn``; a chDB directory owned by another process becomes a UserError."""
+    path = chdb_path(dsn)
+    if path is not None:
+        path.mkdir(parents=True, exist_ok=True)
+    try:
+        return clickhouse_connect.get_client(dsn=dsn, settings=QUERY_SETTINGS)
+    except ProgrammingError as exc:
+        if path is not None:
+            raise UserError(
+                f"clickhouse: the embedded chDB directory {path} is in use by another process "
+                f"(one process owns it: stop the ClickHouse service with `pipeline clickhouse stop`, "
+                f"or use its HTTP API)"
+            ) from None
+        raise UserError(f"clickhouse: cannot connect to {dsn}: {exc}") from None
+    except ClickHouseError as exc:
+        raise UserError(f"clickhouse: cannot connect to {_safe(dsn)}: {exc}") from None
+
+
+def _safe(dsn: str) -> str:
+    """The DSN without a password, for messages."""
+    parsed = urlparse(dsn)
+    if parsed.password:
+        return dsn.replace(f":{parsed.password}@", ":***@")
+    return dsn
+
+
+class ThreadClients:
+    """One client per thread (a chDB handle serialises calls, an HTTP client is not thread-safe)."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self._local = threading.local()
+        self._all: list[Client] = []
+        self._lock = threading.Lock()
+
+    def get(self) -> Client:
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = connect(self.dsn)
+            self._local.client = client
+            with self._lock:
+                self._all.append(client)
+        return client
+
+    def close(self) -> None:
+        with self._lock:
+            for client in self._all:
+                try:
+                    client.close()
+                except Exception:  # closing is best effort at shutdown
+                    log.debug("closing a ClickHouse client failed", exc_info=True)
+            self._all.clear()
+
+
+def apply_schema(client: Client, options: SchemaOptions) -> int:
+    """Create the database, tables and views if missing. Returns the number of statements run."""
+    stmts = analytics_statements(options)
+    for stmt in stmts:
+        client.command(stmt)
+    return len(stmts)
+
+
+def settings_dsn(settings: Settings) -> str:
+    return settings.clickhouse_dsn

@@ -1,0 +1,78 @@
+"""The schema applies (twice), and the server-only variants at least parse in the embedded engine."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from clickhouse import schema
+from clickhouse.schema import SchemaOptions
+from clickhouse.store import ThreadClients, apply_schema
+from clickhouse.testing import scratch_settings
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def client(settings):
+    clients = ThreadClients(scratch_settings(settings).clickhouse_dsn)
+    yield clients.get()
+    clients.close()
+
+
+def test_schema_applies_twice_and_creates_tables_and_views(client, unique_name):
+    options = SchemaOptions(database=unique_name, realtime_ttl_days=7, window_ttl_days=30)
+    assert apply_schema(client, options) == apply_schema(client, options)
+    names = {r[0]: r[1] for r in client.query(
+        "SELECT name, engine FROM system.tables WHERE database = {db:String}", parameters={"db": unique_name}
+    ).result_rows}
+    for table in schema.TABLES:
+        assert names[table] == "ReplacingMergeTree"
+        assert names[f"{table}_final"] == "View"
+    ddl = client.command(f"SHOW CREATE TABLE {unique_name}.user_aggregations_realtime")
+    assert "toIntervalDay(7)" in ddl and "PARTITION BY toDate(window_start)" in ddl
+    assert "ReplacingMergeTree(version)" in ddl and "ORDER BY (window_start, user_id)" in ddl
+
+
+def test_final_views_deduplicate_by_version(client, unique_name):
+    apply_schema(client, SchemaOptions(database=unique_name))
+    day = (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%d")  # recent: inside the TTL
+    rows = [
+        (f"{day} 10:00:00", f"{day} 12:00:00", 7, 3, 100),
+        (f"{day} 10:00:00", f"{day} 12:00:00", 7, 5, 200),  # the later version wins
+        (f"{day} 10:00:00", f"{day} 12:00:00", 7, 4, 150),
+    ]
+    for row in rows:  # separate inserts = separate parts, as replays would produce
+        client.command(f"INSERT INTO {unique_name}.user_aggregations VALUES ('{row[0]}', '{row[1]}', "
+                       f"{row[2]}, {row[3]}, {row[4]})")
+    assert client.query(f"SELECT total_actions FROM {unique_name}.user_aggregations_final").result_rows == [(5,)]
+
+
+@pytest.mark.parametrize("variant", ["kafka_engine", "cluster"])
+def test_server_variants_parse(client, variant):
+    options = SchemaOptions()
+    if variant == "kafka_engine":
+        stmts = schema.kafka_engine_statements(options, "kafka1:9092,kafka2:9092", "clickhouse-kafka-engine")
+    else:
+        stmts = schema.cluster_statements(options, "analytics_cluster")
+    assert len(stmts) >= 7
+    for stmt in stmts:
+        # formatQuery parses with the engine's own SQL parser without executing.
+        formatted = client.query("SELECT formatQuery({q:String})", parameters={"q": stmt}).result_rows[0][0]
+        assert formatted.split()[0] == "CREATE"
+
+
+def test_kafka_engine_materialized_view_select_runs(client, unique_name):
+    """The Kafka-engine MVs' conversion SELECT, run over a literal JSON sample (string and epoch-ms times)."""
+    sample = ('{"window_start":"2024-05-01 10:00:00.000","window_end":1714564800000,'
+              '"user_id":9,"total_actions":4,"version":1}')
+    sql = ("SELECT if(match(window_start, '^[0-9]+$'), fromUnixTimestamp64Milli(toInt64(window_start), 'UTC'), "
+           "parseDateTime64BestEffort(window_start, 3, 'UTC')) AS ws, "
+           "if(match(window_end, '^[0-9]+$'), fromUnixTimestamp64Milli(toInt64(window_end), 'UTC'), "
+           "parseDateTime64BestEffort(window_end, 3, 'UTC')) AS we, user_id "
+           "FROM format(JSONEachRow, 'window_start String, window_end String, user_id UInt32', {s:String})")
+    ws, we, user = client.query(sql, parameters={"s": sample}).result_rows[0]
+    assert (ws.hour, we.hour, user) == (10, 12, 9)
+    text = schema.KAFKA_ENGINE_SQL.read_text()
+    assert text.count("parseDateTime64BestEffort(window_start, 3, 'UTC')") == 3
