@@ -1,0 +1,190 @@
+"""The 153 mobile-app action types of the event contract, with their relative frequencies and screens.
+
+``ACTION_TYPES`` is the contract (the Flink job imports it to validate ``action_type``); the order is
+fixed so that an action's index is stable. ``ACTION_WEIGHTS`` shape the simulated traffic: a few
+actions (screen views, taps, scrolls) dominate, purchases and account changes are rare, as in real
+app analytics. ``ACTION_SCREENS`` is the screen an action usually happens on (``metadata.screen``).
+"""
+
+from __future__ import annotations
+
+# (name, relative weight, screen). Weights are relative; only their ratios matter.
+_CATALOGUE: tuple[tuple[str, float, str], ...] = (
+    # app lifecycle and sessions
+    ("app_open", 6.0, "launch"),
+    ("app_close", 4.0, "launch"),
+    ("app_background", 5.0, "launch"),
+    ("app_foreground", 5.0, "launch"),
+    ("app_install", 0.05, "launch"),
+    ("app_update", 0.1, "launch"),
+    ("app_crash", 0.02, "launch"),
+    ("session_start", 6.0, "launch"),
+    ("session_end", 5.5, "launch"),
+    ("first_launch", 0.05, "launch"),
+    # navigation and generic interaction
+    ("screen_view", 25.0, "home"),
+    ("tab_switch", 8.0, "home"),
+    ("back_press", 7.0, "home"),
+    ("deep_link_open", 0.5, "home"),
+    ("menu_open", 2.0, "home"),
+    ("menu_close", 1.8, "home"),
+    ("scroll", 14.0, "feed"),
+    ("swipe", 6.0, "feed"),
+    ("pull_to_refresh", 3.0, "feed"),
+    ("button_click", 15.0, "home"),
+    ("link_click", 2.0, "feed"),
+    ("banner_click", 0.8, "home"),
+    ("carousel_swipe", 2.5, "home"),
+    ("modal_open", 1.5, "home"),
+    ("modal_close", 1.4, "home"),
+    # account and authentication
+    ("sign_up_start", 0.1, "sign_up"),
+    ("sign_up_complete", 0.06, "sign_up"),
+    ("login", 1.0, "login"),
+    ("login_failed", 0.15, "login"),
+    ("logout", 0.3, "settings"),
+    ("password_reset_request", 0.03, "login"),
+    ("password_reset_complete", 0.02, "login"),
+    ("two_factor_prompt", 0.2, "login"),
+    ("two_factor_success", 0.18, "login"),
+    ("profile_view", 1.2, "profile"),
+    ("profile_edit", 0.2, "profile"),
+    ("avatar_upload", 0.05, "profile"),
+    ("account_delete", 0.005, "settings"),
+    ("email_verify", 0.05, "sign_up"),
+    # search and discovery
+    ("search", 4.0, "search"),
+    ("search_result_click", 3.0, "search"),
+    ("search_filter_apply", 1.0, "search"),
+    ("search_sort_change", 0.5, "search"),
+    ("search_no_results", 0.4, "search"),
+    ("voice_search", 0.2, "search"),
+    ("barcode_scan", 0.1, "scanner"),
+    ("category_browse", 2.0, "category"),
+    ("recommendation_view", 3.0, "home"),
+    ("recommendation_click", 1.0, "home"),
+    # commerce
+    ("product_view", 6.0, "product_detail"),
+    ("product_image_zoom", 1.5, "product_detail"),
+    ("product_share", 0.2, "product_detail"),
+    ("add_to_cart", 1.5, "product_detail"),
+    ("remove_from_cart", 0.4, "cart"),
+    ("cart_view", 1.2, "cart"),
+    ("add_to_wishlist", 0.6, "product_detail"),
+    ("remove_from_wishlist", 0.15, "wishlist"),
+    ("wishlist_view", 0.5, "wishlist"),
+    ("checkout_start", 0.5, "checkout"),
+    ("shipping_info_add", 0.35, "checkout"),
+    ("payment_info_add", 0.3, "checkout"),
+    ("coupon_apply", 0.15, "checkout"),
+    ("purchase_complete", 0.25, "order_confirmation"),
+    ("purchase_failed", 0.03, "checkout"),
+    ("order_view", 0.4, "orders"),
+    ("order_cancel", 0.02, "orders"),
+    ("refund_request", 0.01, "orders"),
+    ("review_write", 0.05, "product_detail"),
+    ("review_read", 0.8, "product_detail"),
+    ("price_alert_set", 0.05, "product_detail"),
+    # content and media
+    ("article_view", 2.0, "article"),
+    ("video_play", 3.0, "player"),
+    ("video_pause", 1.5, "player"),
+    ("video_resume", 1.2, "player"),
+    ("video_complete", 1.0, "player"),
+    ("video_seek", 0.8, "player"),
+    ("audio_play", 1.0, "player"),
+    ("audio_pause", 0.6, "player"),
+    ("podcast_subscribe", 0.05, "player"),
+    ("image_view", 2.5, "gallery"),
+    ("gallery_open", 0.8, "gallery"),
+    ("story_view", 4.0, "stories"),
+    ("story_skip", 2.0, "stories"),
+    ("live_stream_join", 0.3, "live"),
+    ("live_stream_leave", 0.28, "live"),
+    ("download_start", 0.2, "player"),
+    ("download_complete", 0.18, "player"),
+    # social
+    ("like", 5.0, "feed"),
+    ("unlike", 0.4, "feed"),
+    ("comment_post", 0.8, "comments"),
+    ("comment_delete", 0.05, "comments"),
+    ("share", 0.8, "feed"),
+    ("follow", 0.5, "profile"),
+    ("unfollow", 0.1, "profile"),
+    ("friend_request_send", 0.15, "profile"),
+    ("friend_request_accept", 0.1, "notifications"),
+    ("invite_send", 0.05, "invite"),
+    ("message_send", 3.0, "chat"),
+    ("message_read", 4.0, "chat"),
+    ("group_join", 0.05, "groups"),
+    ("group_leave", 0.02, "groups"),
+    ("mention", 0.3, "comments"),
+    # notifications and messaging channels
+    ("push_received", 4.0, "background"),
+    ("push_open", 0.8, "notifications"),
+    ("push_dismiss", 1.5, "background"),
+    ("notification_center_open", 0.5, "notifications"),
+    ("notification_settings_change", 0.03, "settings"),
+    ("in_app_message_view", 0.6, "home"),
+    ("in_app_message_click", 0.1, "home"),
+    ("email_link_open", 0.1, "home"),
+    # settings and permissions
+    ("settings_open", 0.4, "settings"),
+    ("language_change", 0.01, "settings"),
+    ("theme_change", 0.02, "settings"),
+    ("dark_mode_toggle", 0.05, "settings"),
+    ("permission_prompt", 0.1, "permission_dialog"),
+    ("permission_grant", 0.07, "permission_dialog"),
+    ("permission_deny", 0.03, "permission_dialog"),
+    ("location_enable", 0.03, "settings"),
+    ("biometric_enable", 0.02, "settings"),
+    ("privacy_settings_change", 0.01, "settings"),
+    # monetisation and subscriptions
+    ("subscription_view", 0.3, "paywall"),
+    ("subscription_start", 0.02, "paywall"),
+    ("subscription_renew", 0.01, "background"),
+    ("subscription_cancel", 0.005, "settings"),
+    ("trial_start", 0.03, "paywall"),
+    ("trial_convert", 0.01, "background"),
+    ("paywall_view", 0.6, "paywall"),
+    ("paywall_dismiss", 0.5, "paywall"),
+    ("in_app_purchase", 0.05, "store"),
+    ("restore_purchases", 0.005, "settings"),
+    ("ad_impression", 8.0, "feed"),
+    ("ad_click", 0.15, "feed"),
+    ("ad_reward_earned", 0.2, "rewards"),
+    # engagement and gamification
+    ("achievement_unlock", 0.1, "rewards"),
+    ("level_up", 0.1, "rewards"),
+    ("daily_reward_claim", 0.4, "rewards"),
+    ("streak_extend", 0.3, "rewards"),
+    ("quiz_start", 0.1, "quiz"),
+    ("quiz_complete", 0.07, "quiz"),
+    ("poll_vote", 0.2, "feed"),
+    ("survey_start", 0.02, "survey"),
+    ("survey_complete", 0.01, "survey"),
+    ("rating_prompt_shown", 0.05, "home"),
+    ("app_rating_submit", 0.01, "home"),
+    # help, onboarding and errors
+    ("help_center_open", 0.05, "help"),
+    ("faq_view", 0.05, "help"),
+    ("chat_support_start", 0.01, "help"),
+    ("feedback_submit", 0.01, "help"),
+    ("tutorial_start", 0.05, "onboarding"),
+    ("tutorial_complete", 0.03, "onboarding"),
+    ("tutorial_skip", 0.02, "onboarding"),
+    ("onboarding_complete", 0.04, "onboarding"),
+    ("error_shown", 0.3, "home"),
+)
+
+ACTION_TYPES: tuple[str, ...] = tuple(name for name, _, _ in _CATALOGUE)
+ACTION_WEIGHTS: tuple[float, ...] = tuple(weight for _, weight, _ in _CATALOGUE)
+ACTION_SCREENS: tuple[str, ...] = tuple(screen for _, _, screen in _CATALOGUE)
+ACTION_TYPE_SET: frozenset[str] = frozenset(ACTION_TYPES)
+
+assert len(ACTION_TYPES) == 153 and len(ACTION_TYPE_SET) == 153, "the contract fixes 153 unique action types"
+
+
+def is_action_type(name: str) -> bool:
+    """True if ``name`` is one of the 153 contract action types."""
+    return name in ACTION_TYPE_SET
