@@ -1,0 +1,153 @@
+"""JSON API over seeded aggregates: correct numbers (deduplicated), 4xx for bad input, no injection."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from clickhouse.schema import SchemaOptions
+from clickhouse.service import Service
+from clickhouse.testing import scratch_settings
+
+pytestmark = pytest.mark.integration
+
+DAY = (datetime.now(UTC) - timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+RANGE = f"from={DAY:%Y-%m-%dT%H:%M:%SZ}&to={DAY + timedelta(days=1):%Y-%m-%dT%H:%M:%SZ}"
+
+
+def seed(client, db: str) -> None:
+    two_h = timedelta(hours=2)
+    five = timedelta(minutes=5)
+    w0, w1 = DAY + timedelta(hours=10), DAY + timedelta(hours=12)
+    # user -> actions per 2-hour window (w0, w1); an older version of each row is inserted first.
+    totals = {1: (10, 5), 2: (30, 0), 3: (7, 7), 4: (1, 0)}
+    old, new = [], []
+    for user, (a, b) in totals.items():
+        for w, n in ((w0, a), (w1, b)):
+            if n:
+                old.append([w, w + two_h, user, n + 100, 1])  # superseded by version 2
+                new.append([w, w + two_h, user, n, 2])
+    cols = ["window_start", "window_end", "user_id", "total_actions", "version"]
+    client.insert(f"{db}.user_aggregations", old, column_names=cols)
+    client.insert(f"{db}.user_aggregations", new, column_names=cols)
+    # per action type, 2-hour: user 2 has 20 'view_item' + 10 'add_to_cart' in w0
+    acts = [[w0, w0 + two_h, 2, "view_item", 20, 2], [w0, w0 + two_h, 2, "add_to_cart", 10, 2],
+            [w0, w0 + two_h, 1, "view_item", 10, 2], [w1, w1 + two_h, 1, "checkout", 5, 2],
+            [w0, w0 + two_h, 2, "view_item", 999, 1]]  # stale version
+    client.insert(f"{db}.user_action_aggregations", acts,
+                  column_names=["window_start", "window_end", "user_id", "action_type", "actions", "version"])
+    # 5-minute: user 2 has 3, 4, 5 actions in three windows from 10:00; user 1 has 2 at 13:00
+    rt = [[w0 + i * five, w0 + (i + 1) * five, 2, n, 2] for i, n in enumerate((3, 4, 5))]
+    rt += [[w1 + timedelta(hours=1), w1 + timedelta(hours=1) + five, 1, 2, 2],
+           [w0, w0 + five, 2, 50, 1]]  # stale
+    client.insert(f"{db}.user_aggregations_realtime", rt, column_names=cols)
+
+
+@pytest.fixture(scope="module")
+def api(settings, tmp_path_factory):
+    import uuid
+
+    db = f"t_{uuid.uuid4().hex[:10]}"
+    service = Service(scratch_settings(settings), SchemaOptions(database=db), loader_options=None, port=0)
+    service.start()
+    seed(service.clients.get(), db)
+    yield service.url
+    service.stop()
+
+
+def get(base: str, path: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(base + path, timeout=30) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_top_users_are_deduplicated_sums(api):
+    status, body = get(api, f"/api/top-users?limit=3&{RANGE}")
+    assert status == 200
+    assert body["users"] == [{"user_id": 2, "actions": 30}, {"user_id": 1, "actions": 15},
+                             {"user_id": 3, "actions": 14}]
+    status, body = get(api, f"/api/top-users?window=5m&{RANGE}")
+    assert body["users"] == [{"user_id": 2, "actions": 12}, {"user_id": 1, "actions": 2}]
+
+
+def test_user_activity(api):
+    status, body = get(api, f"/api/users/2/activity?{RANGE}")
+    assert status == 200
+    assert [p["actions"] for p in body["realtime_5m"]] == [3, 4, 5]
+    assert body["total_actions_5m"] == 12
+    assert body["windows_2h"] == [{"window_start": f"{DAY + timedelta(hours=10):%Y-%m-%dT%H:%M:%S.000Z}",
+                                   "total_actions": 30, "by_action_type": {"view_item": 20, "add_to_cart": 10}}]
+
+
+def test_action_types_events_hourly_distribution(api):
+    _, body = get(api, f"/api/action-types?{RANGE}")
+    assert [(a["action_type"], a["actions"], a["users"]) for a in body["action_types"]] == [
+        ("view_item", 30, 2), ("add_to_cart", 10, 1), ("checkout", 5, 1)]
+    _, body = get(api, f"/api/action-types/series?limit=1&{RANGE}")
+    assert list(body["series"]) == ["view_item"] and body["series"]["view_item"][0]["actions"] == 30
+    _, body = get(api, f"/api/events?{RANGE}")
+    assert [p["actions"] for p in body["points"]] == [3, 4, 5, 2]
+    _, body = get(api, f"/api/events?window=2h&{RANGE}")
+    assert [p["actions"] for p in body["points"]] == [48, 12]
+    _, body = get(api, f"/api/hourly?{RANGE}")
+    assert len(body["hours"]) == 24 and body["hours"][10]["actions"] == 12 and body["hours"][13]["actions"] == 2
+    _, body = get(api, f"/api/distribution?{RANGE}")
+    # totals per user over the day: 15, 30, 14, 1 -> buckets 1, 8-15 (x2), 16-31
+    assert [(b["min_actions"], b["users"]) for b in body["buckets"]] == [(1, 1), (8, 2), (16, 1)]
+
+
+def test_status_and_openapi(api):
+    status, body = get(api, "/api/status")
+    assert status == 200
+    tables = {t["table"]: t for t in body["tables"]}
+    assert tables["user_aggregations"]["rows"] >= 6  # stored rows, before deduplication
+    assert tables["user_aggregations_realtime"]["freshness_seconds"] > 0
+    assert body["latest_window_end"].startswith(f"{DAY:%Y-%m-%d}")
+    status, doc = get(api, "/openapi.json")
+    assert status == 200 and doc["openapi"].startswith("3.") and "/api/top-users" in doc["paths"]
+
+
+@pytest.mark.parametrize(("path", "parameter", "words"), [
+    ("/api/top-users?limit=0", "limit", "between 1 and 1000"),
+    ("/api/top-users?limit=100000", "limit", "between 1 and 1000"),
+    ("/api/top-users?limit=ten", "limit", "whole number"),
+    ("/api/top-users?window=1d", "window", "one of 5m, 2h"),
+    ("/api/top-users?from=yesterday", "from", "ISO 8601"),
+    ("/api/top-users?from=2024-05-02T00:00:00Z&to=2024-05-01T00:00:00Z", "from", "before 'to'"),
+    ("/api/top-users?from=2020-01-01T00:00:00Z&to=2024-05-01T00:00:00Z", "from", "at most 366 days"),
+    ("/api/top-users?sql=SELECT%201", "sql", "unknown parameter"),
+    ("/api/top-users?limit=1&limit=2", "limit", "more than once"),
+    ("/api/users/abc/activity", "user_id", "whole number"),
+    ("/api/users/0/activity", "user_id", "whole number"),
+])
+def test_bad_parameters_are_4xx_with_a_clear_message(api, path, parameter, words):
+    status, body = get(api, path)
+    assert status == 400
+    assert body["parameter"] == parameter and words in body["error"]
+
+
+def test_unknown_path_and_writes_are_refused(api):
+    assert get(api, "/api/query?q=SELECT%201")[0] == 404
+    req = urllib.request.Request(api + "/api/status", data=b"DROP DATABASE x", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(req, timeout=10)
+    assert err.value.code == 405
+
+
+@pytest.mark.parametrize("payload", [
+    "10'%20OR%201=1--",
+    "10;DROP%20TABLE%20x",
+    "2024-05-01T00:00:00Z'%20UNION%20SELECT%201--",
+])
+def test_injection_attempts_are_rejected_not_executed(api, payload):
+    for path in (f"/api/top-users?limit={payload}", f"/api/top-users?from={payload}", f"/api/users/{payload}/activity"):
+        status, body = get(api, path)
+        assert status in (400, 404), (path, body)
+    status, body = get(api, f"/api/top-users?{RANGE}")  # still intact
+    assert status == 200 and body["users"][0]["user_id"] == 2
