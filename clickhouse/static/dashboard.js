@@ -32,14 +32,21 @@ async function getJson(path) {
 
 function fmtTime(iso) { return iso.slice(11, 16); }
 
+function fmtAge(seconds) {
+  if (seconds == null) return "–";
+  if (seconds < 120) return `${Math.round(seconds)} s`;
+  if (seconds < 7200) return `${Math.round(seconds / 60)} min`;
+  if (seconds < 172800) return `${Math.round(seconds / 3600)} h`;
+  return `${Math.round(seconds / 86400)} days`;
+}
+
 async function refresh() {
   try {
     const status = await getJson("/api/status");
     const loader = status.loader || {};
     document.getElementById("latest").textContent = status.latest_window_end || "no data yet";
     const realtime = (status.tables || []).find(t => t.table === "user_aggregations_realtime") || {};
-    document.getElementById("freshness").textContent =
-      realtime.freshness_seconds == null ? "–" : `${Math.round(realtime.freshness_seconds)} s`;
+    document.getElementById("freshness").textContent = fmtAge(realtime.freshness_seconds);
     document.getElementById("rate").textContent = loader.rows_per_second == null ? "off" : loader.rows_per_second;
     document.getElementById("lag").textContent = loader.lag_total == null ? "–" : loader.lag_total;
     const end = status.latest_window_end ? new Date(status.latest_window_end) : new Date();
