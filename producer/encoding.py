@@ -192,5 +192,6 @@ def encode(batch: EventBatch) -> EncodedBatch:
     if len(batch.invalid):
         from producer.malformed import break_records
 
-        broken = dict(zip(batch.invalid.tolist(), break_records(values, batch.invalid, batch.invalid_kind), strict=True))
+        records = break_records(values, batch.invalid, batch.invalid_kind)
+        broken = dict(zip(batch.invalid.tolist(), records, strict=True))
     return EncodedBatch(values, keys, broken, late=batch.late)
