@@ -136,31 +136,30 @@ class Api:
             "/api/distribution": (RANGE | {"window"}, self.distribution),
         }
 
-    def queries(self) -> Queries:
-        return Queries(self.clients.get(), self.database)
-
     def handle(self, path: str, query: str) -> object:
         match = _USER_PATH.match(path)
         if match:
             params = Params(query, RANGE)
-            return self.user_activity(self.queries(), params, match.group(1))
+            with self.clients.borrow() as client:
+                return self.user_activity(Queries(client, self.database), params, match.group(1))
         if path not in self.routes:
             raise BadRequest(f"no endpoint {path[:80]}; see /openapi.json", status=HTTPStatus.NOT_FOUND)
         allowed, fn = self.routes[path]
         params = Params(query, allowed)
-        return fn(self.queries(), params)
+        with self.clients.borrow() as client:
+            return fn(Queries(client, self.database), params)
 
     def _range(self, q: Queries, p: Params) -> tuple[datetime, datetime]:
         # Default range: the 24 hours up to now, so a fresh dashboard shows what is live.
         return p.time_range(datetime.now(UTC).replace(microsecond=0))
 
     def status(self, q: Queries, p: Params) -> dict:
-        latest = q.latest_window_end()
+        tables = q.table_stats()
         return {
             "database": self.database,
             "now": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-            "latest_window_end": latest.isoformat(timespec="milliseconds").replace("+00:00", "Z") if latest else None,
-            "tables": q.table_stats(),
+            "latest_window_end": max((t["latest_window_end"] for t in tables if t["latest_window_end"]), default=None),
+            "tables": tables,
             "loader": self.status_extra(),
         }
 

@@ -2,6 +2,10 @@
 
 At-least-once by design: a crash between insert and commit replays the batch, and the
 ReplacingMergeTree key + version make that replay invisible to FINAL reads.
+
+One batch is parsed and inserted on a worker thread while the next one is consumed (pyarrow and
+the engine release the GIL), so the loader runs at about the pace of the slower of the two.
+Offsets are committed from the consumer's thread once the batch's insert has finished.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from clickhouse_connect.driver.client import Client
@@ -54,6 +59,7 @@ class LoaderMetrics:
         self.insert_failures = 0
         self.lag: dict[str, int] = {}
         self.last_insert_at: float | None = None
+        self.first_message_at: float | None = None
         self.last_error: str | None = None
         self.started_at = time.time()
 
@@ -88,6 +94,7 @@ class LoaderMetrics:
                 "lag": dict(self.lag),
                 "lag_total": sum(self.lag.values()),
                 "last_insert_at": self.last_insert_at,
+                "first_message_at": self.first_message_at,
                 "last_error": self.last_error,
             }
 
@@ -108,11 +115,16 @@ class Loader:
         self._committed: dict[tuple[str, int], int] = {}
         self._consumer: Consumer | None = None
         self._client: Client | None = None
+        self._worker: ThreadPoolExecutor | None = None
+        self._in_flight: tuple[Future, list[TopicPartition]] | None = None
+        self._stop: threading.Event | None = None
 
     # -- the loop ----------------------------------------------------------------------------
-    def run(self, stop: threading.Event, until_idle_s: float | None = None) -> None:
-        """Run until ``stop`` is set (or, with ``until_idle_s``, until nothing arrived for that long)."""
-        self._client = self.client_factory()
+    def run(self, stop: threading.Event) -> None:
+        """Run until ``stop`` is set; what was consumed by then is inserted and committed."""
+        self._stop = stop
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="loader-insert")
+        self._client = self._worker.submit(self.client_factory).result()  # the worker's own client
         self._consumer = Consumer({
             "bootstrap.servers": self.bootstrap,
             "group.id": self.options.group_id,
@@ -121,11 +133,10 @@ class Loader:
             "auto.offset.reset": "earliest",
             "fetch.max.bytes": 64 * 1024 * 1024,
             "max.partition.fetch.bytes": 8 * 1024 * 1024,
-            "queued.min.messages": 200_000,
+            "queued.min.messages": 500_000,
         })
         self._consumer.subscribe(list(self.tables), on_revoke=self._on_revoke)
         last_lag = 0.0
-        last_message = time.monotonic()
         try:
             while not stop.is_set():
                 wait = self.options.max_latency_s
@@ -134,91 +145,101 @@ class Loader:
                 room = max(1, min(100_000, self.options.batch_rows - self._pending_count))
                 messages = self._consumer.consume(num_messages=room, timeout=min(wait, 0.5))
                 if messages:
-                    last_message = time.monotonic()
                     self._add(messages)
                 due = self._oldest is not None and time.monotonic() >= self._oldest + self.options.max_latency_s
                 if self._pending_count >= self.options.batch_rows or due:
-                    self.flush(stop)
+                    self.flush()
+                elif self._in_flight is not None and self._in_flight[0].done():
+                    self._finish_in_flight()  # commit promptly, not only at the next flush
                 if time.monotonic() - last_lag > 2.0:
                     self._update_lag()
                     last_lag = time.monotonic()
-                if until_idle_s is not None and not self._pending and time.monotonic() - last_message > until_idle_s:
-                    break
-            self.flush(stop)
+            self.flush()
+            self._finish_in_flight()
             self._update_lag()
         finally:
             self._consumer.close()
+            self._worker.shutdown(wait=True)
 
     def _add(self, messages: list[Message]) -> None:
+        pending = self._pending
         for m in messages:
-            err = m.error()
-            if err is not None:
-                if err.code() != KafkaError._PARTITION_EOF:
-                    log.warning("kafka: %s", err)
-                    self.metrics.set(last_error=f"kafka: {err}")
-                continue
-            self._pending.setdefault(m.topic(), []).append(m)
-        self._pending_count = sum(len(v) for v in self._pending.values())
+            if m.error() is None:
+                topic = m.topic()
+                if topic in pending:
+                    pending[topic].append(m)
+                else:
+                    pending[topic] = [m]
+            elif m.error().code() != KafkaError._PARTITION_EOF:
+                log.warning("kafka: %s", m.error())
+                self.metrics.set(last_error=f"kafka: {m.error()}")
+        self._pending_count = sum(len(v) for v in pending.values())
         if self._pending_count and self._oldest is None:
             self._oldest = time.monotonic()
+            if self.metrics.first_message_at is None:
+                self.metrics.set(first_message_at=time.time())
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Insert and commit what we hold before another member takes the partitions over.
-        self.flush(None)
+        self.flush()
+        self._finish_in_flight()
 
     # -- insert, then commit -------------------------------------------------------------------
-    def flush(self, stop: threading.Event | None) -> None:
+    def flush(self) -> None:
+        """Hand the pending records to the insert worker (after the previous batch was committed)."""
         if not self._pending:
             self._oldest = None
             return
-        offsets: dict[tuple[str, int], int] = {}
-        for topic, messages in self._pending.items():
-            self._insert_topic(topic, messages, stop)
-            for m in messages:
-                key = (topic, m.partition())
-                if m.offset() >= offsets.get(key, -1):
-                    offsets[key] = m.offset()
-        commit = [TopicPartition(t, p, o + 1) for (t, p), o in offsets.items()]
-        self._commit(commit, stop)
-        self._committed.update({(t, p): o + 1 for (t, p), o in offsets.items()})
-        self._pending.clear()
+        batch = self._pending
+        # The consumer's position = one past the last record handed to us, per partition: exactly
+        # what to commit once this batch (and every earlier one) is in ClickHouse.
+        offsets = [tp for tp in self._consumer.position(self._consumer.assignment()) if tp.offset >= 0]
+        self._pending = {}
         self._pending_count = 0
         self._oldest = None
+        self._finish_in_flight()
+        self._in_flight = (self._worker.submit(self._insert_batch, batch), offsets)
 
-    def _insert_topic(self, topic: str, messages: list[Message], stop: threading.Event | None) -> None:
+    def _finish_in_flight(self) -> None:
+        if self._in_flight is None:
+            return
+        future, offsets = self._in_flight
+        self._in_flight = None
+        future.result()  # re-raises if the insert gave up (service stopping): nothing is committed
+        if offsets:
+            self._retry(lambda: self._consumer.commit(offsets=offsets, asynchronous=False), "offset commit")
+            self._committed.update({(tp.topic, tp.partition): tp.offset for tp in offsets})
+
+    def _insert_batch(self, batch: dict[str, list[Message]]) -> None:
+        for topic, messages in batch.items():
+            self._insert_topic(topic, messages)
+
+    def _insert_topic(self, topic: str, messages: list[Message]) -> None:
         kind = KINDS[self.tables[topic]]
-        values = []
-        kept: list[Message] = []
-        tombstones = 0
-        for m in messages:
-            v = m.value()
-            if v is None:  # a tombstone (upsert delete) has nothing to add to an aggregate table
-                tombstones += 1
-                continue
-            values.append(v)
-            kept.append(m)
+        values = [m.value() for m in messages]
+        tombstones = values.count(None)
+        if tombstones:  # a tombstone (upsert delete) has nothing to add to an aggregate table
+            messages = [m for m, v in zip(messages, values, strict=True) if v is not None]
+            values = [v for v in values if v is not None]
         batch = parse(values, kind)
         for n, (index, reason) in enumerate(batch.rejects):
             if n < 5:
-                m = kept[index]
+                m = messages[index]
                 log.warning("bad aggregate record %s[%d]@%d: %s: %.200r", topic, m.partition(), m.offset(),
                             reason, m.value())
         if len(batch.rejects) > 5:
             log.warning("... and %d more bad records in this batch of %s", len(batch.rejects) - 5, topic)
         if batch.table.num_rows:
-            self._retry(lambda: self._client.insert_arrow(f"{self.options.database}.{kind.table}", batch.table),
-                        f"insert into {kind.table}", stop)
+            table = f"{self.options.database}.{kind.table}"
+            self._retry(lambda: self._client.insert_arrow(table, batch.table), f"insert into {kind.table}")
         self.metrics.inserted(batch.table.num_rows, len(batch.rejects))
         if tombstones:
             self.metrics.set(tombstones=self.metrics.tombstones + tombstones)
 
-    def _commit(self, offsets: list[TopicPartition], stop: threading.Event | None) -> None:
-        self._retry(lambda: self._consumer.commit(offsets=offsets, asynchronous=False), "offset commit", stop)
-
-    def _retry(self, action: Callable[[], object], what: str, stop: threading.Event | None) -> None:
+    def _retry(self, action: Callable[[], object], what: str) -> None:
         """Retry until it works: a failed insert must neither lose the batch nor commit it.
 
-        If the service is stopped meanwhile, the exception propagates: nothing was committed, so
+        If the loader is stopped meanwhile, the exception propagates: nothing was committed, so
         the batch is read again on the next start.
         """
         delay = 0.5
@@ -226,13 +247,11 @@ class Loader:
             try:
                 action()
                 return
-            except (KafkaException, Exception) as exc:  # noqa: B014 - both named for the reader
+            except Exception as exc:
                 self.metrics.set(insert_failures=self.metrics.insert_failures + 1, last_error=f"{what}: {exc}")
                 log.error("%s failed (retrying in %.1fs): %s", what, delay, exc)
-                if stop is not None and stop.wait(delay):
+                if self._stop is not None and self._stop.wait(delay):
                     raise
-                if stop is None:
-                    time.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
     def _update_lag(self) -> None:

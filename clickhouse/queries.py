@@ -48,7 +48,14 @@ class Queries:
         now = time.time()
         stats = []
         for table in TABLES:
-            latest = _rows(self.client, f"SELECT max(window_end) AS latest FROM {self.db}.{table}", {})[0]["latest"]
+            # Only the newest partition is read (pruned by the scalar subquery on the parts' dates).
+            latest = _rows(
+                self.client,
+                f"SELECT max(window_end) AS latest FROM {self.db}.{table} WHERE toDate(window_start) >= "
+                "(SELECT max(max_date) FROM system.parts WHERE database = {db:String} AND table = {t:String} "
+                "AND active)",
+                {"db": self.db, "t": table},
+            )[0]["latest"]
             has_rows = bool(by_table.get(table, {}).get("rows"))
             latest = latest if has_rows else None
             stats.append({
@@ -174,8 +181,3 @@ class Queries:
             {"start": start, "end": end},
         )
         return [{"min_actions": r["low"], "max_actions": r["low"] * 2 - 1, "users": r["users"]} for r in rows]
-
-    def latest_window_end(self) -> datetime | None:
-        sql = f"SELECT max(window_end) AS latest, count() AS n FROM {self.db}.user_aggregations_realtime"
-        latest = _rows(self.client, sql, {})[0]
-        return latest["latest"].replace(tzinfo=UTC) if latest["n"] else None

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -17,7 +19,6 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError, ProgrammingError
 
 from clickhouse.schema import SchemaOptions, analytics_statements
-from pipeline.config import Settings
 from pipeline.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -62,13 +63,30 @@ def _safe(dsn: str) -> str:
 
 
 class ThreadClients:
-    """One client per thread (a chDB handle serialises calls, an HTTP client is not thread-safe)."""
+    """Clients for many threads: ``get()`` gives a long-lived thread (the loader) its own client,
+    ``borrow()`` lends a pooled one to a short-lived thread (an HTTP request). A chDB handle
+    serialises its calls and an HTTP client is not thread-safe, so no two threads share one."""
 
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
         self._local = threading.local()
         self._all: list[Client] = []
+        self._idle: list[Client] = []
         self._lock = threading.Lock()
+
+    @contextmanager
+    def borrow(self) -> Iterator[Client]:
+        with self._lock:
+            client = self._idle.pop() if self._idle else None
+        if client is None:
+            client = connect(self.dsn)
+            with self._lock:
+                self._all.append(client)
+        try:
+            yield client
+        finally:
+            with self._lock:
+                self._idle.append(client)
 
     def get(self) -> Client:
         client = getattr(self._local, "client", None)
@@ -87,6 +105,7 @@ class ThreadClients:
                 except Exception:  # closing is best effort at shutdown
                     log.debug("closing a ClickHouse client failed", exc_info=True)
             self._all.clear()
+            self._idle.clear()
 
 
 def apply_schema(client: Client, options: SchemaOptions) -> int:
@@ -96,6 +115,3 @@ def apply_schema(client: Client, options: SchemaOptions) -> int:
         client.command(stmt)
     return len(stmts)
 
-
-def settings_dsn(settings: Settings) -> str:
-    return settings.clickhouse_dsn

@@ -48,7 +48,8 @@ def test_dashboard_renders_charts_with_data(dashboard, tmp_path):
             page.wait_for_function("Number(document.body.dataset.refreshed || 0) >= 1", timeout=20_000)
             assert page.inner_text("#error") == ""
             counts = page.evaluate(
-                "ids => ids.map(id => { const c = Chart.getChart(id); return c ? c.data.datasets[0].data.length : -1; })",
+                "ids => ids.map(id => { const c = Chart.getChart(id); "
+                "return c ? c.data.datasets[0].data.length : -1; })",
                 list(CHARTS),
             )
             assert dict(zip(CHARTS, counts, strict=True)) == {"events": 4, "actionTypes": 3, "topUsers": 4,

@@ -1,0 +1,221 @@
+"""Benchmark of the ClickHouse part, on a scratch chDB directory (never the demo's).
+
+1. Loader: rows/s from Kafka into the embedded engine (parse + insert + commit), beside two
+   baselines measured in the same run on the same topic: consume-only (the Kafka client's
+   ceiling in Python) and a direct insert of the same records (no Kafka).
+2. API latency: p50/p95 per endpoint over ~10 million aggregate rows generated in SQL with
+   numbers(), through the real HTTP server.
+
+    .venv/bin/python scripts/bench_clickhouse.py [--rows 1000000] [--api-rows 10000000] [--requests 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient
+
+from clickhouse.loader import Loader, LoaderOptions
+from clickhouse.records import KINDS, parse
+from clickhouse.schema import SchemaOptions
+from clickhouse.service import Service
+from clickhouse.store import ThreadClients, apply_schema
+from pipeline.config import Settings
+from scripts.services.kafka import ensure_topics
+
+TABLE = "user_aggregations_realtime"
+
+
+def produce(settings: Settings, topic: str, rows: int) -> list[bytes]:
+    """Realistic 5-minute aggregate records (the Flink job's format), produced as fast as possible."""
+    base = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=1)
+    windows = [((base + timedelta(minutes=5 * w)).strftime("%Y-%m-%d %H:%M:%S"),
+                (base + timedelta(minutes=5 * w + 5)).strftime("%Y-%m-%d %H:%M:%S")) for w in range(288)]
+    values = []
+    for n in range(rows):
+        ws, we = windows[(n // 5000) % 288]
+        values.append(b'{"window_start":"%s","window_end":"%s","user_id":%d,"total_actions":%d,"version":%d}'
+                      % (ws.encode(), we.encode(), 1 + (n * 7) % 30_000_000, 1 + n % 37, 1_700_000_000_000 + n))
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "linger.ms": 20,
+                         "batch.size": 1_000_000, "queue.buffering.max.messages": 2_000_000})
+    for i, v in enumerate(values):
+        while True:
+            try:
+                producer.produce(topic, key=b"%d" % i, value=v)
+                break
+            except BufferError:
+                producer.poll(0.05)
+    producer.flush(120)
+    return values
+
+
+def consume_only(settings: Settings, topic: str, rows: int) -> float:
+    """Baseline: the same records consumed with the same client settings, values touched, nothing else."""
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"bench-raw-{uuid.uuid4().hex}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                         "fetch.max.bytes": 64 * 1024 * 1024, "max.partition.fetch.bytes": 8 * 1024 * 1024,
+                         "queued.min.messages": 200_000})
+    consumer.subscribe([topic])
+    seen, started, size = 0, None, 0
+    while seen < rows:
+        msgs = consumer.consume(num_messages=100_000, timeout=1.0)
+        if msgs and started is None:
+            started = time.perf_counter()
+        for m in msgs:
+            if m.error() is None:
+                size += len(m.value())
+                seen += 1
+    elapsed = time.perf_counter() - started
+    consumer.close()
+    return seen / elapsed
+
+
+def loader_rate(settings: Settings, clients: ThreadClients, topic: str, rows: int, db: str) -> tuple[float, dict]:
+    options = LoaderOptions(group_id=f"bench-loader-{uuid.uuid4().hex}", topics={topic: TABLE}, database=db)
+    loader = Loader(settings.kafka_bootstrap, clients.get, options)
+    stop = threading.Event()
+    thread = threading.Thread(target=loader.run, args=(stop,))
+    thread.start()
+    while loader.metrics.snapshot()["rows_inserted"] < rows:
+        time.sleep(0.05)
+        if not thread.is_alive():
+            raise SystemExit("the loader stopped early")
+    done = time.time()
+    stop.set()
+    thread.join()
+    m = loader.metrics.snapshot()
+    return rows / (done - m["first_message_at"]), m
+
+
+def direct_insert(clients: ThreadClients, values: list[bytes], db: str) -> float:
+    """Second reference: the same records parsed and inserted with no Kafka in between."""
+    client = clients.get()
+    client.command(f"TRUNCATE TABLE {db}.{TABLE}")
+    started = time.perf_counter()
+    for i in range(0, len(values), 200_000):
+        client.insert_arrow(f"{db}.{TABLE}", parse(values[i:i + 200_000], KINDS[TABLE]).table)
+    return len(values) / (time.perf_counter() - started)
+
+
+def generate(clients: ThreadClients, db: str, total: int) -> datetime:
+    """~``total`` aggregate rows over 7 days, written by ClickHouse itself (numbers()); returns the end."""
+    client = clients.get()
+    end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    start = end - timedelta(days=7)
+    start_sql = start.strftime("%Y-%m-%d %H:%M:%S")
+    rt, two_h = total // 2, total // 4
+    # 5-minute: 2016 windows x (rt / 2016) users; 2-hour: 84 windows x (two_h / 84) users (or user x type)
+    per5, per2 = rt // 2016, two_h // 84
+    client.command(f"""
+        INSERT INTO {db}.user_aggregations_realtime
+        SELECT toDateTime64('{start_sql}', 3, 'UTC') + toIntervalMinute(5 * intDiv(number, {per5})) AS ws,
+               ws + toIntervalMinute(5), 1 + (number % {per5}) * 7 + intDiv(number, {per5}) % 7,
+               1 + cityHash64(number) % 40, 1
+        FROM numbers({per5 * 2016})""")
+    client.command(f"""
+        INSERT INTO {db}.user_aggregations
+        SELECT toDateTime64('{start_sql}', 3, 'UTC') + toIntervalHour(2 * intDiv(number, {per2})) AS ws,
+               ws + toIntervalHour(2), 1 + (number % {per2}) * 3, 1 + cityHash64(number) % 400, 1
+        FROM numbers({per2 * 84})""")
+    client.command(f"""
+        INSERT INTO {db}.user_action_aggregations
+        SELECT toDateTime64('{start_sql}', 3, 'UTC') + toIntervalHour(2 * intDiv(number, {per2})) AS ws,
+               ws + toIntervalHour(2), 1 + intDiv(number % {per2}, 4) * 3,
+               concat('action_', toString(cityHash64(number, 1) % 153)), 1 + cityHash64(number) % 50, 1
+        FROM numbers({per2 * 84})""")
+    return end
+
+
+def latency(base: str, paths: dict[str, str], requests: int) -> dict[str, tuple[float, float]]:
+    out = {}
+    for name, path in paths.items():
+        times = []
+        for _ in range(requests):
+            t = time.perf_counter()
+            with urllib.request.urlopen(base + path, timeout=60) as resp:
+                json.loads(resp.read())
+            times.append((time.perf_counter() - t) * 1000)
+        times.sort()
+        out[name] = (statistics.median(times), times[max(0, int(len(times) * 0.95) - 1)])
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, default=1_000_000, help="records through Kafka for the loader test")
+    ap.add_argument("--api-rows", type=int, default=10_000_000, help="aggregate rows for the API latency test")
+    ap.add_argument("--requests", type=int, default=30, help="requests per endpoint")
+    args = ap.parse_args()
+
+    scratch = Path(tempfile.mkdtemp(prefix="bench-clickhouse-"))
+    settings = replace(Settings.from_env(), data_dir=scratch)
+    topic = f"bench_ch_{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    try:
+        print("(CPU shared with other work on this 2-core machine: figures are a lower bound)")
+        ensure_topics(settings, {topic: 6})
+        t = time.perf_counter()
+        values = produce(settings, topic, args.rows)
+        print(f"produced {args.rows:,} aggregate records into {topic} (6 partitions) in {time.perf_counter() - t:.1f}s")
+
+        service = Service(settings, SchemaOptions(database="analytics"), loader_options=None, port=0)
+        service.start()
+        clients = service.clients
+        apply_schema(clients.get(), SchemaOptions(database="analytics"))
+
+        raw = consume_only(settings, topic, args.rows)
+        rate, m = loader_rate(settings, clients, topic, args.rows, "analytics")
+        direct = direct_insert(clients, values, "analytics")
+        print("\n== loader: Kafka -> embedded ClickHouse (parse, insert, commit) ==")
+        print(f"loader            {rate:>12,.0f} rows/s   ({m['batches']} batches, {m['rows_rejected']} rejected)")
+        print(f"baseline consume  {raw:>12,.0f} rows/s   (consume-only, same topic, same client settings)")
+        print(f"reference insert  {direct:>12,.0f} rows/s   (same records parsed + inserted, no Kafka)")
+        print(f"loader / consume-only = {rate / raw:.2f}; loader / direct insert = {rate / direct:.2f}; "
+              f"target >= 200,000 rows/s: {'met' if rate >= 200_000 else 'NOT met'}")
+
+        client = clients.get()
+        for table in ("user_aggregations", "user_action_aggregations", "user_aggregations_realtime"):
+            client.command(f"TRUNCATE TABLE analytics.{table}")
+        t = time.perf_counter()
+        end = generate(clients, "analytics", args.api_rows)
+        stored = sum(client.query(f"SELECT count() FROM analytics.{t}").result_rows[0][0]
+                     for t in ("user_aggregations", "user_action_aggregations", "user_aggregations_realtime"))
+        print(f"\n== API latency: {stored:,} aggregate rows over 7 days (generated in {time.perf_counter() - t:.1f}s "
+              f"with numbers()), {args.requests} requests per endpoint, default 24-hour range ==")
+        rng = f"from={(end - timedelta(days=1)):%Y-%m-%dT%H:%M:%SZ}&to={end:%Y-%m-%dT%H:%M:%SZ}"
+        paths = {
+            "status": "/api/status",
+            "top-users (2h)": f"/api/top-users?limit=20&{rng}",
+            "top-users (5m)": f"/api/top-users?limit=20&window=5m&{rng}",
+            "user activity": f"/api/users/7/activity?{rng}",
+            "action-types": f"/api/action-types?limit=12&{rng}",
+            "action-types/series": f"/api/action-types/series?limit=5&{rng}",
+            "events (5m)": f"/api/events?{rng}",
+            "hourly": f"/api/hourly?{rng}",
+            "distribution": f"/api/distribution?{rng}",
+        }
+        results = latency(service.url, paths, args.requests)
+        worst = max(p95 for _, p95 in results.values())
+        for name, (p50, p95) in results.items():
+            print(f"{name:<22} p50 {p50:7.1f} ms   p95 {p95:7.1f} ms")
+        print(f"worst p95 {worst:.1f} ms; target p95 < 100 ms: {'met' if worst < 100 else 'NOT met'}")
+        service.stop()
+    finally:
+        admin.delete_topics([topic])
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
