@@ -18,6 +18,7 @@ from typing import Protocol
 from pipeline.config import Settings
 from pipeline.errors import UserError
 from producer.encoding import EncodedBatch
+from producer.partitioning import partitions_for_user_ids
 
 BACKENDS = ("kafka-python", "confluent")
 
@@ -170,22 +171,24 @@ class KafkaPythonBackend:
                 linger_ms=options.linger_ms,
                 batch_size=min(options.batch_bytes, 1_000_000),
                 compression_type=None if options.compression == "none" else options.compression,
-                buffer_memory=128 * 1024 * 1024,
                 max_in_flight_requests_per_connection=5,
                 delivery_timeout_ms=options.delivery_timeout_ms,
                 request_timeout_ms=min(30_000, options.delivery_timeout_ms),
             )
         except KafkaError as exc:
             raise UserError(f"kafka: cannot reach {settings.kafka_bootstrap} ({exc.__class__.__name__})") from None
+        self._partitions = len(self._producer.partitions_for(self.topic))
 
     def send(self, batch: EncodedBatch) -> None:
         values, keys = batch.records()
+        # Same partitions as kafka-python's murmur2 partitioner would pick, computed for the whole batch.
+        partitions = partitions_for_user_ids(batch.user_id, self._partitions).tolist()
         send, topic = self._producer.send, self.topic
         futures = []
         try:
-            for value, key in zip(values, keys, strict=True):
+            for value, key, partition in zip(values, keys, partitions, strict=True):
                 try:
-                    futures.append(send(topic, value=value, key=key))
+                    futures.append(send(topic, value=value, key=key, partition=partition))
                 except Exception as exc:  # rejected before queuing (buffer timeout, too large ...)
                     self.counts.failed += 1
                     self.counts.first_error = self.counts.first_error or str(exc)

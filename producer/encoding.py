@@ -37,6 +37,7 @@ class EncodedBatch:
     values: pa.BinaryArray
     keys: pa.BinaryArray
     broken: dict[int, bytes]  # position -> malformed record that replaces the valid one
+    user_id: np.ndarray  # the record keys as integers (for vectorised partitioning)
     late: int = 0
 
     @property
@@ -194,4 +195,4 @@ def encode(batch: EventBatch) -> EncodedBatch:
 
         records = break_records(values, batch.invalid, batch.invalid_kind)
         broken = dict(zip(batch.invalid.tolist(), records, strict=True))
-    return EncodedBatch(values, keys, broken, late=batch.late)
+    return EncodedBatch(values, keys, broken, batch.user_id, late=batch.late)

@@ -90,6 +90,8 @@ def _worker(opts: RunOptions, settings: Settings, w: int, counters, stop, in_pro
         backend = open_backend(opts.backend, settings, opts.delivery)
     except UserError as exc:
         return str(exc)
+    except Exception as exc:  # noqa: BLE001 - a client that cannot start: one line, not a traceback
+        return f"worker {w}: {opts.backend} client failed to start: {exc.__class__.__name__}: {exc}"
     rate = opts.rate / opts.workers if opts.rate else None
     batch = MAX_BATCH if rate is None else int(min(MAX_BATCH, max(1, rate / 50)))  # >= 50 batches/s
     base = w * len(_FIELDS)
