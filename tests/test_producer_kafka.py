@@ -1,0 +1,105 @@
+"""Against the real local Kafka: every record the producer reports as acknowledged is read back."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import PROJECT_ROOT, Settings
+from producer.contract import check_event
+from producer.partitioning import partitions_for_user_ids
+
+pytestmark = pytest.mark.integration
+
+
+def _consume_all(settings: Settings, topic: str, expected: int, timeout_s: float = 60.0) -> list:
+    from confluent_kafka import Consumer
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": f"{topic}-check",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([topic])
+    records, deadline = [], time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            for msg in consumer.consume(10_000, timeout=1.0):
+                assert msg.error() is None, msg.error()
+                records.append(msg)
+            if len(records) >= expected:
+                # Anything beyond the expected count would be a duplicate: look a little longer.
+                records += [m for m in consumer.consume(10_000, timeout=2.0) if m.error() is None]
+                break
+    finally:
+        consumer.close()
+    return records
+
+
+def _produce(settings: Settings, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", "--kafka-bootstrap", settings.kafka_bootstrap, "produce", "--quiet", *args],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(("backend", "workers"), [("kafka-python", 1), ("confluent", 2), ("kafka-python", 2)])
+def test_every_record_is_acknowledged_and_read_back(
+    services: Settings, unique_name: str, tmp_path: Path, backend: str, workers: int
+) -> None:
+    count, invalid_fraction = 12_000, 0.01
+    summary_path = tmp_path / "summary.json"
+    result = _produce(
+        services, "--backend", backend, "--workers", str(workers), "--topic", unique_name, "--count", str(count),
+        "--invalid-fraction", str(invalid_fraction), "--seed", "7", "--summary-json", str(summary_path),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr + result.stdout
+    summary = json.loads(summary_path.read_text())
+    assert summary["sent"] == summary["acked"] == count and summary["failed"] == 0
+    assert summary["invalid"] == int(count * invalid_fraction)
+
+    records = _consume_all(services, unique_name, count)
+    assert len(records) == count  # every record back, none twice
+    assert {m.partition() for m in records} == set(range(services.kafka_partitions))
+    reasons = Counter(check_event(m.value()) for m in records)
+    assert sum(n for reason, n in reasons.items() if reason) == summary["invalid"]
+    valid = [json.loads(m.value()) for m in records if check_event(m.value()) is None]
+    assert len({e["event_id"] for e in valid}) == len(valid)
+    # key = decimal user_id, partitioned like the Java client, and each user's events in order per partition
+    user_ids = [e["user_id"] for e in valid]
+    keyed = [m for m in records if check_event(m.value()) is None]
+    assert [m.key() for m in keyed] == [str(u).encode() for u in user_ids]
+    assert [m.partition() for m in keyed] == partitions_for_user_ids(user_ids, services.kafka_partitions).tolist()
+    by_user: dict[int, list[int]] = {}
+    for m, e in sorted(zip(keyed, valid, strict=True), key=lambda p: (p[0].partition(), p[0].offset())):
+        by_user.setdefault(e["user_id"], []).append(e["timestamp"])
+    assert all(b - a >= -100 for ts in by_user.values() for a, b in zip(ts, ts[1:]))  # in order within jitter
+
+
+def test_ctrl_c_flushes_and_prints_the_summary(services: Settings, unique_name: str, tmp_path: Path) -> None:
+    summary_path = tmp_path / "summary.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "--kafka-bootstrap", services.kafka_bootstrap, "produce", "--quiet",
+         "--backend", "confluent", "--workers", "2", "--rate", "5000", "--topic", unique_name,
+         "--summary-json", str(summary_path)],
+        cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    time.sleep(4)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in out and "acknowledged" in out and "Traceback" not in err
+    summary = json.loads(summary_path.read_text())
+    assert summary["interrupted"] and summary["sent"] > 1_000
+    assert summary["sent"] == summary["acked"] and summary["failed"] == 0
+    assert len(_consume_all(services, unique_name, summary["acked"])) == summary["acked"]
