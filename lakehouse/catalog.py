@@ -58,3 +58,18 @@ def open_catalog(settings: Settings) -> Catalog:
     catalog = CatalogFactory.create(pypaimon_catalog_options(settings))
     catalog.create_database(DATABASE, True)
     return catalog
+
+
+def open_table(settings: Settings, name: str):  # -> pypaimon FileStoreTable
+    """``lake.<name>`` on the configured warehouse; a missing table is a UserError, not a traceback."""
+    from pypaimon.catalog.catalog_exception import TableNotExistException
+
+    from pipeline.errors import UserError
+
+    try:
+        return open_catalog(settings).get_table(f"{DATABASE}.{name}")
+    except TableNotExistException:
+        raise UserError(
+            f"Paimon table {DATABASE}.{name} does not exist in {settings.paimon_warehouse} "
+            "(the Flink job creates it; check PAIMON_WAREHOUSE)"
+        ) from None

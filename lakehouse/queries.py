@@ -77,14 +77,35 @@ def read(
     where: list[tuple[str, str, Any]] | None = None,
     columns: list[str] | None = None,
 ) -> pa.Table:
-    """Rows of ``splits``; ``where`` also filters rows (pypaimon applies it to each batch)."""
+    """Rows of ``splits`` that satisfy ``where``, with ``columns`` (default: all).
+
+    pypaimon uses the predicate to skip data, but does not promise to drop every non-matching row
+    (a ``between`` on a string column passes through), so the terms are applied again with Arrow.
+    """
     builder = table.new_read_builder()
     predicate = _predicate(builder, where)
     if predicate is not None:
         builder = builder.with_filter(predicate)
+    needed = None
     if columns:
-        builder = builder.with_projection(columns)
-    return builder.new_read().to_arrow(splits)
+        needed = list(dict.fromkeys([*columns, *(field for field, _, _ in where or [])]))
+        builder = builder.with_projection(needed)
+    rows = builder.new_read().to_arrow(splits)
+    for field, op, value in where or []:
+        rows = rows.filter(_ARROW_OPS[op](rows[field], value))
+    return rows.select(columns) if columns else rows
+
+
+_ARROW_OPS = {
+    "equal": pc.equal,
+    "not_equal": pc.not_equal,
+    "less_than": pc.less,
+    "less_or_equal": pc.less_equal,
+    "greater_than": pc.greater,
+    "greater_or_equal": pc.greater_equal,
+    "between": lambda col, bounds: pc.and_(pc.greater_equal(col, bounds[0]), pc.less_equal(col, bounds[1])),
+    "is_in": lambda col, values: pc.is_in(col, pa.array(values)),
+}
 
 
 def _predicate(builder, where: list[tuple[str, str, Any]] | None) -> Predicate | None:
@@ -114,8 +135,7 @@ def user_events(
     """
     where = [("event_date", "between", date_range(start, end)), ("user_id", "equal", user_id)]
     splits = plan(table, where, bucket=bucket_of(table, user_id)) if prune else plan(table)
-    rows = read(table, splits, where)
-    rows = rows.filter(pc.equal(rows["user_id"], user_id)).sort_by([("timestamp", "ascending")])
+    rows = read(table, splits, where).sort_by([("timestamp", "ascending")])
     return QueryResult(rows.slice(0, limit) if limit else rows, ScanStats.of(splits))
 
 

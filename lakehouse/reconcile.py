@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from pypaimon.table.file_store_table import FileStoreTable
 
 MINUTE_MS = 60_000
+SLOT_MS = 120 * MINUTE_MS  # a partition of lake.user_actions: (event_date, event_hour)
 
 
 @dataclass(frozen=True)
@@ -138,10 +139,11 @@ def _lake_events(table: FileStoreTable, start_ms: int, end_ms: int) -> tuple[pa.
         ("timestamp", "greater_or_equal", start_ms),
         ("timestamp", "less_than", end_ms),
     ]
-    splits = queries.plan(table, where)
+    # pypaimon prunes by date; keep only the 2-hour slots (event_date, event_hour) that overlap the range.
+    first_slot = start_ms // SLOT_MS * SLOT_MS
+    slots = {(f"{_dt(t):%Y-%m-%d}", _dt(t).hour) for t in range(first_slot, end_ms, SLOT_MS)}
+    splits = [s for s in queries.plan(table, where) if tuple(s.partition.values) in slots]
     rows = queries.read(table, splits, where, columns=["user_id", "action_type", "timestamp"])
-    ts = rows["timestamp"]
-    rows = rows.filter(pc.and_(pc.greater_equal(ts, start_ms), pc.less(ts, end_ms)))
     return rows, sum(len(s.files) for s in splits)
 
 
