@@ -1,0 +1,79 @@
+"""Maintenance through a real Flink batch job (Paimon's procedures): one test, one Flink runtime.
+
+Also checks that Flink's (Java) Paimon writer puts a user's rows in the bucket ``bucket_of`` names,
+which is what the pruned user query relies on.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from datetime import UTC, datetime
+
+import pytest
+
+from lakehouse import queries, synthetic
+from lakehouse.bucketing import bucket_of
+from lakehouse.catalog import open_table
+from lakehouse.describe import describe
+from lakehouse.maintenance import Maintenance
+from lakehouse.tables import USER_ACTIONS
+from pipeline import cli
+from tests.lakehouse_fixtures import DAY_MS, HOUR_MS, create, warehouse, write
+
+pytestmark = pytest.mark.integration
+
+RECENT_MS = (int(time.time() * 1000) // DAY_MS - 1) * DAY_MS
+RECENT = datetime.fromtimestamp(RECENT_MS / 1000, UTC).date().isoformat()
+OLD_MS = int(datetime(2020, 1, 1, tzinfo=UTC).timestamp() * 1000)
+
+
+def _event_ids(table) -> Counter:
+    return Counter(queries.read(table, queries.plan(table), columns=["event_id"])["event_id"].to_pylist())
+
+
+def test_flink_compaction_and_expiry_keep_rows_and_flink_buckets_match(settings, tmp_path, capsys):
+    local = warehouse(settings, f"file://{tmp_path}/wh")
+    events = create(local, USER_ACTIONS)
+    for i in range(5):  # five small commits into the same buckets: small files to compact
+        write(events, synthetic.user_actions(200, RECENT_MS, 4 * HOUR_MS, users=15, seed=i, first_offset=i * 1000))
+    write(events, synthetic.user_actions(50, OLD_MS, HOUR_MS, users=15, seed=9, first_offset=9000))
+
+    m = Maintenance(local)
+    # Flink's own writer: the bucket of each user is the one bucket_of computes.
+    values = ", ".join(
+        f"('flink-{u}', CAST({u} AS BIGINT), 'login', CAST({RECENT_MS} AS BIGINT), '{{}}', '{{}}', "
+        f"TIMESTAMP '{RECENT} 00:00:00.000', '{RECENT}', 0, 0, CAST({u} AS BIGINT), TIMESTAMP '{RECENT} 00:00:00.000')"
+        for u in (101, 202, 30_000_000)
+    )
+    m.t_env.execute_sql(f"INSERT INTO {USER_ACTIONS.flink_identifier} VALUES {values}").wait()
+    events = open_table(local, USER_ACTIONS.name)
+    for split in queries.plan(events, [("event_date", "equal", RECENT), ("event_hour", "equal", 0)]):
+        users = set(queries.read(events, [split], columns=["user_id"])["user_id"].to_pylist())
+        assert all(bucket_of(events, u) == split.bucket for u in users)
+    assert sum(r["rows"] for r in queries.partition_counts(events).rows.to_pylist()) == 1053
+
+    before = describe(events, "lake.user_actions")
+    ids_before = _event_ids(events)
+    slots = [{"event_date": RECENT, "event_hour": 0}, {"event_date": RECENT, "event_hour": 2}]
+    assert m.compact(USER_ACTIONS.name, slots) == [("Success",)]
+
+    events = open_table(local, USER_ACTIONS.name)
+    after = describe(events, "lake.user_actions")
+    assert _event_ids(events) == ids_before and after.rows == before.rows == 1053
+    assert after.files < before.files / 3
+    for split in queries.plan(events, [("event_date", "equal", RECENT)]):
+        assert len(split.files) == 1  # every bucket of the compacted slots is one file now
+    assert after.snapshots == before.snapshots + 1
+
+    assert m.expire_snapshots(USER_ACTIONS.name, retain_max=1, retain_min=1) == [(str(after.snapshots - 1),)]
+    events = open_table(local, USER_ACTIONS.name)
+    assert describe(events, "lake.user_actions").snapshots == 1 and _event_ids(events) == ids_before
+
+    # Through the CLI: drop partitions whose event_date is older than 30 days.
+    assert cli.main(["--warehouse", local.paimon_warehouse, "lake", "expire-partitions",
+                     "--expiration-time", "30 d"]) == 0
+    assert "event_date=2020-01-01" in capsys.readouterr().out
+    events = open_table(local, USER_ACTIONS.name)
+    dates = set(queries.partition_counts(events).rows["event_date"].to_pylist())
+    assert dates == {RECENT} and describe(events, "lake.user_actions").rows == 1003
