@@ -103,33 +103,36 @@ def mix64(x: np.ndarray, salt: int = 0) -> np.ndarray:
     return z ^ (z >> np.uint64(31))
 
 
-def _pick(h: np.ndarray, shift: int, cdf: np.ndarray) -> np.ndarray:
-    """Weighted choice from 16 hash bits: the same hash always picks the same entry."""
-    u = ((h >> np.uint64(shift)) & np.uint64(0xFFFF)).astype(np.float64) / 65536.0
+def _lookup(cdf: np.ndarray) -> np.ndarray:
+    """16 hash bits -> catalogue index, as one table gather (the weighted choice, precomputed)."""
+    u = np.arange(65536, dtype=np.float64) / 65536.0
     return np.minimum(np.searchsorted(cdf, u, side="right"), len(cdf) - 1).astype(np.int32)
 
 
-# Number of distinct device_info profiles (besides device_id): the encoder keeps one JSON fragment each.
-PROFILE_COUNT = len(HARDWARE) * len(APP_VERSIONS) * len(COUNTRIES) * len(NETWORKS)
+_LUT_HARDWARE, _LUT_APP, _LUT_COUNTRY, _LUT_NETWORK = (
+    _lookup(c) for c in (_CDF_HARDWARE, _CDF_APP, _CDF_COUNTRY, _CDF_NETWORK)
+)
+_MASK16 = np.uint64(0xFFFF)
+# app_version x country x network: one "locale" index (560 combinations), next to the hardware index.
+LOCALE_COUNT = len(APP_VERSIONS) * len(COUNTRIES) * len(NETWORKS)
 
 
-def device_codes(user_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(device_id hash, profile index) per user: the whole device_info follows from these two."""
+def device_codes(user_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(device_id hash, hardware index, locale index) per user: the whole device_info follows from them."""
     h = mix64(user_ids, salt=1)
-    hw = _pick(h, 0, _CDF_HARDWARE)
-    app = _pick(h, 16, _CDF_APP)
-    country = _pick(h, 32, _CDF_COUNTRY)
-    network = _pick(h, 48, _CDF_NETWORK)
-    profile = ((hw * len(APP_VERSIONS) + app) * len(COUNTRIES) + country) * len(NETWORKS) + network
-    return mix64(user_ids, salt=2), profile
+    hardware = _LUT_HARDWARE[h & _MASK16]
+    app = _LUT_APP[(h >> np.uint64(16)) & _MASK16]
+    country = _LUT_COUNTRY[(h >> np.uint64(32)) & _MASK16]
+    network = _LUT_NETWORK[h >> np.uint64(48)]
+    locale = (app * len(COUNTRIES) + country) * len(NETWORKS) + network
+    return mix64(user_ids, salt=2), hardware, locale
 
 
-def profile_fields(profile: int) -> dict[str, str]:
-    """The device_info fields (all but device_id) of one profile index."""
-    profile, network = divmod(int(profile), len(NETWORKS))
-    profile, country = divmod(profile, len(COUNTRIES))
-    hw, app = divmod(profile, len(APP_VERSIONS))
-    os_name, os_version, model = HARDWARE[hw]
+def device_fields(hardware: int, locale: int) -> dict[str, str]:
+    """The device_info fields (all but device_id) of a hardware and a locale index."""
+    rest, network = divmod(int(locale), len(NETWORKS))
+    app, country = divmod(rest, len(COUNTRIES))
+    os_name, os_version, model = HARDWARE[int(hardware)]
     return {
         "os": os_name,
         "os_version": os_version,
@@ -140,11 +143,7 @@ def profile_fields(profile: int) -> dict[str, str]:
     }
 
 
-def device_id_hex(device_hash: int) -> str:
-    return f"{int(device_hash):016x}"
-
-
 def device_info(user_id: int) -> dict[str, str]:
     """The full device_info object of one user (for tests and validation; the encoder is vectorised)."""
-    dev, profile = device_codes(np.array([user_id], dtype=np.uint64))
-    return {"device_id": device_id_hex(dev[0]), **profile_fields(profile[0])}
+    dev, hardware, locale = device_codes(np.array([user_id], dtype=np.uint64))
+    return {"device_id": f"{int(dev[0]):016x}", **device_fields(hardware[0], locale[0])}

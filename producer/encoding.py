@@ -66,10 +66,10 @@ def _hex(raw: np.ndarray) -> np.ndarray:
 
 
 def _fixed(chars: np.ndarray) -> pa.Array:
-    """(n, w) uint8 ASCII -> Arrow binary array of n strings of width w."""
+    """(n, w) uint8 ASCII -> Arrow binary array of n strings of width w, without copying the bytes."""
     n, width = chars.shape
-    buf = pa.py_buffer(np.ascontiguousarray(chars))
-    return pa.FixedSizeBinaryArray.from_buffers(pa.binary(width), n, [None, buf]).cast(pa.binary())
+    offsets = pa.py_buffer(np.arange(0, (n + 1) * width, width, dtype=np.int32))
+    return pa.BinaryArray.from_buffers(pa.binary(), n, [None, offsets, pa.py_buffer(np.ascontiguousarray(chars))])
 
 
 def _uuid_text(raw: np.ndarray) -> np.ndarray:
@@ -88,7 +88,7 @@ def _u64_hex(values: np.ndarray) -> np.ndarray:
 
 
 def _decimal(values: np.ndarray) -> pa.Array:
-    return pc.cast(pa.array(values, type=pa.int64()), pa.string()).cast(pa.binary())
+    return pc.cast(pa.array(values, type=pa.int64()), pa.string()).view(pa.binary())
 
 
 def _digits13(values: np.ndarray) -> np.ndarray:
@@ -141,17 +141,24 @@ class _FixedBlock:
         # str = literal text, int = width of a column slot
         self.parts = parts
         self.width = sum(len(p) if isinstance(p, str) else p for p in parts)
+        self._matrices: dict[int, np.ndarray] = {}
 
     def fill(self, n: int, *columns: np.ndarray) -> pa.Array:
-        out = np.empty((n, self.width), dtype=np.uint8)
+        # The literals are written once per batch size; each batch only overwrites the column slots.
+        # Reusing the matrix is safe: binary_join_element_wise copies it before the next batch.
+        out = self._matrices.get(n)
+        if out is None:
+            out = self._matrices[n] = np.empty((n, self.width), dtype=np.uint8)
+            at = 0
+            for part in self.parts:
+                if isinstance(part, str):
+                    out[:, at : at + len(part)] = np.frombuffer(part.encode(), dtype=np.uint8)
+                at += len(part) if isinstance(part, str) else part
         col, at = iter(columns), 0
         for part in self.parts:
-            if isinstance(part, str):
-                out[:, at : at + len(part)] = np.frombuffer(part.encode(), dtype=np.uint8)
-                at += len(part)
-            else:
+            if isinstance(part, int):
                 out[:, at : at + part] = next(col)
-                at += part
+            at += len(part) if isinstance(part, str) else part
         return _fixed(out)
 
 
@@ -169,8 +176,7 @@ def encode_valid(batch: EventBatch) -> tuple[pa.BinaryArray, pa.BinaryArray]:
     "app_version":"…","country":"…","network":"…"}}
     """
     n = len(batch)
-    device_hash, profile = devices.device_codes(batch.user_id.astype(np.uint64))
-    hardware, locale = np.divmod(profile, devices.PROFILE_COUNT // len(devices.HARDWARE))
+    device_hash, hardware, locale = devices.device_codes(batch.user_id.astype(np.uint64))
     user_text = _decimal(batch.user_id)
     values = pc.binary_join_element_wise(
         _HEAD.fill(n, _uuid_text(batch.event_id)),
