@@ -45,25 +45,23 @@ class Queries:
             {"db": self.db},
         )
         by_table = {p["table"]: p for p in parts}
+        # One round trip for the three maxima (answered from the parts' min/max metadata, not a scan).
+        latest = {r["table"]: r["latest"] for r in _rows(
+            self.client,
+            " UNION ALL ".join(f"SELECT '{t}' AS table, max(window_end) AS latest FROM {self.db}.{t}" for t in TABLES),
+            {},
+        )}
         now = time.time()
         stats = []
         for table in TABLES:
-            # Only the newest partition is read (pruned by the scalar subquery on the parts' dates).
-            latest = _rows(
-                self.client,
-                f"SELECT max(window_end) AS latest FROM {self.db}.{table} WHERE toDate(window_start) >= "
-                "(SELECT max(max_date) FROM system.parts WHERE database = {db:String} AND table = {t:String} "
-                "AND active)",
-                {"db": self.db, "t": table},
-            )[0]["latest"]
-            has_rows = bool(by_table.get(table, {}).get("rows"))
-            latest = latest if has_rows else None
+            rows = int(by_table.get(table, {}).get("rows", 0))
+            newest = latest.get(table) if rows else None
             stats.append({
                 "table": table,
-                "rows": int(by_table.get(table, {}).get("rows", 0)),
+                "rows": rows,
                 "parts": int(by_table.get(table, {}).get("parts", 0)),
-                "latest_window_end": _iso(latest),
-                "freshness_seconds": round(now - latest.replace(tzinfo=UTC).timestamp(), 1) if latest else None,
+                "latest_window_end": _iso(newest),
+                "freshness_seconds": round(now - newest.replace(tzinfo=UTC).timestamp(), 1) if newest else None,
             })
         return stats
 

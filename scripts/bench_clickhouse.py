@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import shutil
 import statistics
 import tempfile
@@ -38,6 +39,12 @@ from scripts.services.kafka import ensure_topics
 TABLE = "user_aggregations_realtime"
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process (all threads): a rate per CPU-second does not depend on other load."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def produce(settings: Settings, topic: str, rows: int) -> list[bytes]:
     """Realistic 5-minute aggregate records (the Flink job's format), produced as fast as possible."""
     base = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=1)
@@ -61,7 +68,7 @@ def produce(settings: Settings, topic: str, rows: int) -> list[bytes]:
     return values
 
 
-def consume_only(settings: Settings, topic: str, rows: int) -> float:
+def consume_only(settings: Settings, topic: str, rows: int) -> tuple[float, float]:
     """Baseline: the same records consumed with the same client settings, values touched, nothing else."""
     consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"bench-raw-{uuid.uuid4().hex}",
                          "auto.offset.reset": "earliest", "enable.auto.commit": False,
@@ -72,41 +79,45 @@ def consume_only(settings: Settings, topic: str, rows: int) -> float:
     while seen < rows:
         msgs = consumer.consume(num_messages=100_000, timeout=1.0)
         if msgs and started is None:
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), cpu_seconds()
         for m in msgs:
             if m.error() is None:
                 size += len(m.value())
                 seen += 1
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, cpu_seconds() - cpu_started
     consumer.close()
-    return seen / elapsed
+    return seen / elapsed, seen / cpu
 
 
-def loader_rate(settings: Settings, clients: ThreadClients, topic: str, rows: int, db: str) -> tuple[float, dict]:
+def loader_rate(settings: Settings, clients: ThreadClients, topic: str, rows: int, db: str
+                ) -> tuple[float, float, dict]:
     options = LoaderOptions(group_id=f"bench-loader-{uuid.uuid4().hex}", topics={topic: TABLE}, database=db)
     loader = Loader(settings.kafka_bootstrap, clients.get, options)
     stop = threading.Event()
     thread = threading.Thread(target=loader.run, args=(stop,))
     thread.start()
+    cpu_started = None
     while loader.metrics.snapshot()["rows_inserted"] < rows:
-        time.sleep(0.05)
+        time.sleep(0.02)
+        if cpu_started is None and loader.metrics.first_message_at is not None:
+            cpu_started = cpu_seconds()
         if not thread.is_alive():
             raise SystemExit("the loader stopped early")
-    done = time.time()
+    done, cpu = time.time(), cpu_seconds() - cpu_started
     stop.set()
     thread.join()
     m = loader.metrics.snapshot()
-    return rows / (done - m["first_message_at"]), m
+    return rows / (done - m["first_message_at"]), rows / cpu, m
 
 
-def direct_insert(clients: ThreadClients, values: list[bytes], db: str) -> float:
+def direct_insert(clients: ThreadClients, values: list[bytes], db: str) -> tuple[float, float]:
     """Second reference: the same records parsed and inserted with no Kafka in between."""
     client = clients.get()
     client.command(f"TRUNCATE TABLE {db}.{TABLE}")
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), cpu_seconds()
     for i in range(0, len(values), 200_000):
         client.insert_arrow(f"{db}.{TABLE}", parse(values[i:i + 200_000], KINDS[TABLE]).table)
-    return len(values) / (time.perf_counter() - started)
+    return len(values) / (time.perf_counter() - started), len(values) / (cpu_seconds() - cpu_started)
 
 
 def generate(clients: ThreadClients, db: str, total: int) -> datetime:
@@ -152,6 +163,12 @@ def latency(base: str, paths: dict[str, str], requests: int) -> dict[str, tuple[
     return out
 
 
+def load() -> str:
+    import os
+
+    return "/".join(f"{x:.1f}" for x in os.getloadavg()) + f" on {os.cpu_count()} cores"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=1_000_000, help="records through Kafka for the loader test")
@@ -175,15 +192,17 @@ def main() -> None:
         clients = service.clients
         apply_schema(clients.get(), SchemaOptions(database="analytics"))
 
-        raw = consume_only(settings, topic, args.rows)
-        rate, m = loader_rate(settings, clients, topic, args.rows, "analytics")
-        direct = direct_insert(clients, values, "analytics")
-        print("\n== loader: Kafka -> embedded ClickHouse (parse, insert, commit) ==")
-        print(f"loader            {rate:>12,.0f} rows/s   ({m['batches']} batches, {m['rows_rejected']} rejected)")
-        print(f"baseline consume  {raw:>12,.0f} rows/s   (consume-only, same topic, same client settings)")
-        print(f"reference insert  {direct:>12,.0f} rows/s   (same records parsed + inserted, no Kafka)")
-        print(f"loader / consume-only = {rate / raw:.2f}; loader / direct insert = {rate / direct:.2f}; "
-              f"target >= 200,000 rows/s: {'met' if rate >= 200_000 else 'NOT met'}")
+        raw, raw_cpu = consume_only(settings, topic, args.rows)
+        rate, rate_cpu, m = loader_rate(settings, clients, topic, args.rows, "analytics")
+        direct, direct_cpu = direct_insert(clients, values, "analytics")
+        print(f"\n== loader: Kafka -> embedded ClickHouse (parse, insert, commit), load average {load()} ==")
+        print(f"{'':18}{'rows/s (wall)':>14}{'rows per CPU-s':>16}")
+        row = "{:18}{:>14,.0f}{:>16,.0f}   ({})"
+        print(row.format("loader", rate, rate_cpu, f"{m['batches']} batches, {m['rows_rejected']} rejected"))
+        print(row.format("baseline consume", raw, raw_cpu, "consume-only, same topic, same client settings"))
+        print(row.format("reference insert", direct, direct_cpu, "same records parsed + inserted, no Kafka"))
+        print(f"loader / consume-only = {rate / raw:.2f} (wall), {rate_cpu / raw_cpu:.2f} (CPU); "
+              f"target >= 200,000 rows/s: {'met' if rate >= 200_000 else 'NOT met'} (wall)")
 
         client = clients.get()
         for table in ("user_aggregations", "user_action_aggregations", "user_aggregations_realtime"):
@@ -192,8 +211,8 @@ def main() -> None:
         end = generate(clients, "analytics", args.api_rows)
         stored = sum(client.query(f"SELECT count() FROM analytics.{t}").result_rows[0][0]
                      for t in ("user_aggregations", "user_action_aggregations", "user_aggregations_realtime"))
-        print(f"\n== API latency: {stored:,} aggregate rows over 7 days (generated in {time.perf_counter() - t:.1f}s "
-              f"with numbers()), {args.requests} requests per endpoint, default 24-hour range ==")
+        print(f"\n== API latency (load average {load()}): {stored:,} aggregate rows over 7 days (generated in "
+              f"{time.perf_counter() - t:.1f}s with numbers()), {args.requests} requests each, 24-hour range ==")
         rng = f"from={(end - timedelta(days=1)):%Y-%m-%dT%H:%M:%SZ}&to={end:%Y-%m-%dT%H:%M:%SZ}"
         paths = {
             "status": "/api/status",
