@@ -158,3 +158,30 @@ def test_parse_tolerates_both_time_forms_and_names_the_bad_record():
     assert mixed.table.column("window_start").to_pylist()[0] == mixed.table.column("window_start").to_pylist()[1]
     assert [i for i, _ in mixed.rejects] == [2, 3]
     assert "window_end" in mixed.rejects[1][1]
+
+
+def test_service_runs_the_loader_and_reports_lag_and_rate(env):
+    """The service process's composition: loader thread + API, with the loader's metrics in /api/status."""
+    import urllib.request
+
+    from clickhouse.service import Service
+
+    options = LoaderOptions(group_id=f"{env['db']}_svc", batch_rows=1000, max_latency_s=0.3, topics=env["topics"],
+                            database=env["db"])
+    service = Service(env["settings"], SchemaOptions(database=env["db"]), options, port=0)
+    service.start()
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            with urllib.request.urlopen(service.url + "/api/status", timeout=10) as resp:
+                loader = json.loads(resp.read())["loader"]
+            done = loader["rows_inserted"] + loader["rows_rejected"] >= env["produced"]
+            if done and loader["lag_total"] == 0 and loader["lag"]:
+                break
+            time.sleep(0.5)
+        assert loader["running"] and loader["group_id"] == f"{env['db']}_svc"
+        assert loader["rows_rejected"] == env["bad"]
+        assert loader["lag_total"] == 0 and set(loader["lag"]) == set(env["topics"])
+        assert loader["rows_per_second"] > 0
+    finally:
+        service.stop()
