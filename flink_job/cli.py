@@ -1,0 +1,121 @@
+"""``pipeline job`` (and ``python -m flink_job``): run the Flink job locally or submit it to a cluster.
+
+Under ``flink run -py flink_job/__main__.py`` the same entry point runs inside Flink's Python driver; it then
+submits the job and returns without waiting (Flink sets PYFLINK_GATEWAY_PORT for that driver).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from flink_job.job_config import STATE_BACKENDS, JobConfig
+from pipeline.config import Settings
+from pipeline.errors import UserError
+
+
+def add_job_arguments(p: argparse.ArgumentParser) -> None:
+    d = JobConfig()
+    p.add_argument("--bounded", action="store_true", help="read to the current end offsets, then finish")
+    p.add_argument("--startup-mode", default=d.startup_mode,
+                   choices=["group-offsets", "earliest-offset", "latest-offset"], help="where to start reading")
+    p.add_argument("--source-topic", default=d.source_topic)
+    p.add_argument("--user-aggregations-topic", default=d.user_aggregations_topic)
+    p.add_argument("--user-action-aggregations-topic", default=d.user_action_aggregations_topic)
+    p.add_argument("--realtime-aggregations-topic", default=d.realtime_aggregations_topic)
+    p.add_argument("--group-id", default=d.group_id, help="Kafka consumer group (offsets committed on checkpoints)")
+    p.add_argument("--parallelism", type=int, default=d.parallelism)
+    p.add_argument("--watermark-delay", type=int, default=d.watermark_delay_seconds,
+                   help="bounded out-of-orderness of event time, seconds")
+    p.add_argument("--idle-timeout", default=d.idle_timeout, help="idle-partition timeout, e.g. '30 s'")
+    p.add_argument("--checkpoint-interval", default=d.checkpoint_interval, help="e.g. '60 s'")
+    p.add_argument("--state-backend", default=d.state_backend, choices=STATE_BACKENDS)
+    p.add_argument("--checkpoint-dir", default=None, help="default: file://$DATA_DIR/flink/checkpoints")
+    p.add_argument("--job-name", default=d.job_name)
+    p.add_argument("--explain", action="store_true", help="print the execution plan instead of running")
+    p.add_argument("--submit", action="store_true",
+                   help="submit with `flink run` to the local standalone cluster (pipeline flink-cluster start)")
+
+
+def job_config(args: argparse.Namespace) -> JobConfig:
+    return JobConfig(
+        source_topic=args.source_topic,
+        user_aggregations_topic=args.user_aggregations_topic,
+        user_action_aggregations_topic=args.user_action_aggregations_topic,
+        realtime_aggregations_topic=args.realtime_aggregations_topic,
+        group_id=args.group_id,
+        bounded=args.bounded,
+        startup_mode=args.startup_mode,
+        parallelism=args.parallelism,
+        watermark_delay_seconds=args.watermark_delay,
+        idle_timeout=args.idle_timeout,
+        checkpoint_interval=args.checkpoint_interval,
+        state_backend=args.state_backend,
+        checkpoint_dir=args.checkpoint_dir,
+        job_name=args.job_name,
+    )
+
+
+def under_flink_cli() -> bool:
+    """True inside `flink run -py`: Flink's Python driver hands the script a gateway port."""
+    return "PYFLINK_GATEWAY_PORT" in os.environ
+
+
+def run_job(args: argparse.Namespace, settings: Settings) -> int:
+    from flink_job import pipeline, preflight
+
+    job = job_config(args)
+    if args.submit:
+        from scripts.services import flink_cluster
+
+        print(flink_cluster.submit(settings, job))
+        return 0
+    if args.explain:
+        print(pipeline.explain(settings, job))
+        return 0
+    preflight.check(settings, job)
+    wait = not under_flink_cli()
+    result = pipeline.run(settings, job, wait=wait)
+    job_id = result.get_job_client().get_job_id() if result.get_job_client() else "?"
+    print(f"job {job.job_name} ({job_id}) " + ("finished" if wait and job.bounded else "submitted"))
+    return 0
+
+
+def _job_args(p: argparse.ArgumentParser) -> None:
+    add_job_arguments(p)
+
+
+def _cluster_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=["start", "stop", "status"])
+
+
+def _cluster_run(args: argparse.Namespace, settings: Settings) -> int:
+    from scripts.services import flink_cluster
+
+    print(getattr(flink_cluster, args.action)(settings))
+    return 0
+
+
+COMMANDS = {
+    "job": ("run the Flink job (Kafka -> Paimon + aggregates) in a local mini-cluster, or --submit it",
+            _job_args, run_job),
+    "flink-cluster": ("start, stop or show the local standalone Flink cluster", _cluster_args, _cluster_run),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m flink_job [flags]``: the job entry point, also used by `flink run -py`."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="python -m flink_job", description=COMMANDS["job"][0])
+    parser.add_argument("--kafka-bootstrap")
+    parser.add_argument("--warehouse", dest="paimon_warehouse")
+    add_job_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env(kafka_bootstrap=args.kafka_bootstrap, paimon_warehouse=args.paimon_warehouse)
+        return run_job(args, settings)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code

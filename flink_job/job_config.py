@@ -1,0 +1,86 @@
+"""What one run of the job reads, writes and how: topics, time semantics, runtime settings.
+
+Services (Kafka, warehouse, S3) come from ``pipeline.config.Settings``; this is the job's own part,
+filled from CLI flags. Defaults are the production ones; tests override topics and ``bounded``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pipeline.config import AGGREGATE_TOPICS, RAW_TOPIC
+from pipeline.errors import UserError
+
+STATE_BACKENDS = ("rocksdb", "hashmap")
+
+
+def contract_action_types() -> tuple[str, ...]:
+    """The 153 action names of the event contract (producer/action_types.py), read when needed."""
+    try:
+        from producer.action_types import ACTION_TYPES
+    except ImportError:
+        raise UserError("producer/action_types.py (ACTION_TYPES) is missing: the job validates against it") from None
+    return tuple(ACTION_TYPES)
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    source_topic: str = RAW_TOPIC
+    user_aggregations_topic: str = AGGREGATE_TOPICS[0]
+    user_action_aggregations_topic: str = AGGREGATE_TOPICS[1]
+    realtime_aggregations_topic: str = AGGREGATE_TOPICS[2]
+    group_id: str = "flink-user-actions"
+    # Bounded: read up to the end offsets seen at start, then finish (tests, benchmark, back-fill).
+    bounded: bool = False
+    # group-offsets (earliest when none committed) | earliest-offset | latest-offset
+    startup_mode: str = "group-offsets"
+    parallelism: int = 2
+    watermark_delay_seconds: int = 5  # bounded out-of-orderness of event time
+    idle_timeout: str = "30 s"  # a partition without records this long stops holding back the watermark
+    checkpoint_interval: str = "60 s"
+    state_backend: str = "rocksdb"
+    checkpoint_dir: str | None = None  # default: file://$DATA_DIR/flink/checkpoints
+    job_name: str = "user-actions-pipeline"
+    action_types: tuple[str, ...] = field(default=(), repr=False)  # empty = the contract's list
+
+    def validate(self) -> None:
+        if self.state_backend not in STATE_BACKENDS:
+            raise UserError(f"state backend '{self.state_backend}' is not one of {', '.join(STATE_BACKENDS)}")
+        if self.parallelism < 1:
+            raise UserError("parallelism must be at least 1")
+        if self.watermark_delay_seconds < 0:
+            raise UserError("watermark delay must not be negative")
+        if self.startup_mode not in ("group-offsets", "earliest-offset", "latest-offset"):
+            raise UserError(f"startup mode '{self.startup_mode}' is not one of group-offsets, earliest-offset, "
+                            "latest-offset")
+        for name in (self.source_topic, self.user_aggregations_topic, self.user_action_aggregations_topic,
+                     self.realtime_aggregations_topic, self.group_id):
+            if not name or "'" in name:
+                raise UserError(f"topic or group name '{name}' is empty or contains a quote")
+
+    def valid_action_types(self) -> tuple[str, ...]:
+        return self.action_types or contract_action_types()
+
+    def to_argv(self) -> list[str]:
+        """The CLI flags that reproduce this configuration (for `flink run -py flink_job/__main__.py ...`)."""
+        argv = [
+            "--source-topic", self.source_topic,
+            "--user-aggregations-topic", self.user_aggregations_topic,
+            "--user-action-aggregations-topic", self.user_action_aggregations_topic,
+            "--realtime-aggregations-topic", self.realtime_aggregations_topic,
+            "--group-id", self.group_id,
+            "--startup-mode", self.startup_mode,
+            "--parallelism", str(self.parallelism),
+            "--watermark-delay", str(self.watermark_delay_seconds),
+            "--idle-timeout", self.idle_timeout,
+            "--checkpoint-interval", self.checkpoint_interval,
+            "--state-backend", self.state_backend,
+            "--job-name", self.job_name,
+        ]
+        if self.checkpoint_dir:
+            argv += ["--checkpoint-dir", self.checkpoint_dir]
+        return argv + (["--bounded"] if self.bounded else [])
+
+    @property
+    def aggregate_topics(self) -> tuple[str, str, str]:
+        return (self.user_aggregations_topic, self.user_action_aggregations_topic, self.realtime_aggregations_topic)

@@ -1,0 +1,57 @@
+"""Checks before a job starts, so a user sees one clear line instead of a Flink stack trace."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlparse
+
+from flink_job.environment import connector_jars
+from flink_job.job_config import JobConfig
+from pipeline.config import Settings
+from pipeline.errors import UserError
+
+
+def check(settings: Settings, job: JobConfig) -> None:
+    job.validate()
+    job.valid_action_types()
+    connector_jars(settings)
+    check_kafka(settings, (job.source_topic, *job.aggregate_topics))
+    check_warehouse(settings)
+
+
+def check_kafka(settings: Settings, topics: tuple[str, ...]) -> None:
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "socket.connection.setup.timeout.ms": 5000})
+    try:
+        existing = set(admin.list_topics(timeout=8).topics)
+    except Exception:
+        raise UserError(
+            f"Kafka is unreachable at {settings.kafka_bootstrap}: start it (pipeline services start kafka) "
+            "or set KAFKA_BOOTSTRAP"
+        ) from None
+    missing = [t for t in topics if t not in existing]
+    if missing:
+        raise UserError(f"Kafka topics missing on {settings.kafka_bootstrap}: {', '.join(missing)} "
+                        "(pipeline services start creates the standard ones)")
+
+
+def check_warehouse(settings: Settings) -> None:
+    uri = urlparse(settings.paimon_warehouse)
+    if uri.scheme == "file":
+        if uri.netloc not in ("", "localhost"):
+            raise UserError(f"PAIMON_WAREHOUSE '{settings.paimon_warehouse}': use file:///absolute/path")
+        path = Path(uri.path)
+        existing = next((p for p in (path, *path.parents) if p.exists()), None)
+        if existing is None or not existing.is_dir():
+            raise UserError(f"PAIMON_WAREHOUSE '{settings.paimon_warehouse}': {existing} is not a directory")
+        return
+    from scripts.services import s3
+
+    try:
+        s3.client(settings).head_bucket(Bucket=settings.s3_bucket)
+    except Exception as exc:
+        raise UserError(
+            f"PAIMON_WAREHOUSE '{settings.paimon_warehouse}': bucket {settings.s3_bucket} is not reachable at "
+            f"{settings.s3_endpoint} ({type(exc).__name__})"
+        ) from None

@@ -1,0 +1,28 @@
+-- The raw topic, read as bytes: the connector parses nothing, so no record can be dropped or crash the job;
+-- validation is SQL (02_checked_records.sql).
+-- event_time: the integer "timestamp" field (epoch ms, UTC), or NULL when the record has none; a NULL never
+-- moves the watermark. The watermark is pushed into the Kafka source, so it is tracked per partition, and
+-- table.exec.source.idle-timeout keeps an idle partition from holding windows back.
+CREATE TEMPORARY TABLE kafka_user_actions (
+  raw_key         BYTES,
+  raw_value       BYTES,
+  kafka_partition INT              METADATA FROM 'partition' VIRTUAL,
+  kafka_offset    BIGINT           METADATA FROM 'offset' VIRTUAL,
+  kafka_timestamp TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
+  event_time AS TO_TIMESTAMP_LTZ(TRY_CAST(REGEXP_EXTRACT(
+      JSON_QUERY(CAST(raw_value AS STRING), '$.timestamp' WITH UNCONDITIONAL ARRAY WRAPPER),
+      '^\[([0-9]{1,13})\]$', 1) AS BIGINT), 3),
+  WATERMARK FOR event_time AS event_time - INTERVAL '{{watermark_delay_seconds}}' SECOND
+) WITH (
+  'connector' = 'kafka',
+  'topic' = '{{source_topic}}',
+  'properties.bootstrap.servers' = '{{bootstrap}}',
+  'properties.group.id' = '{{group_id}}',
+  'properties.auto.offset.reset' = 'earliest',
+  'scan.startup.mode' = '{{startup_mode}}',
+  'scan.bounded.mode' = '{{bounded_mode}}',
+  'key.format' = 'raw',
+  'key.fields' = 'raw_key',
+  'value.format' = 'raw',
+  'value.fields-include' = 'EXCEPT_KEY'
+);
