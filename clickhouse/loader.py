@@ -136,7 +136,7 @@ class Loader:
             "queued.min.messages": 500_000,
         })
         self._consumer.subscribe(list(self.tables), on_revoke=self._on_revoke)
-        last_lag = 0.0
+        last_lag = last_report = time.monotonic()
         try:
             while not stop.is_set():
                 wait = self.options.max_latency_s
@@ -154,6 +154,11 @@ class Loader:
                 if time.monotonic() - last_lag > 2.0:
                     self._update_lag()
                     last_lag = time.monotonic()
+                if time.monotonic() - last_report > 30.0:
+                    m = self.metrics.snapshot()
+                    log.info("loader: %d rows inserted, %d rejected, %.0f rows/s, lag %d", m["rows_inserted"],
+                             m["rows_rejected"], m["rows_per_second"], m["lag_total"])
+                    last_report = time.monotonic()
             self.flush()
             self._finish_in_flight()
             self._update_lag()

@@ -109,9 +109,35 @@ class ThreadClients:
 
 
 def apply_schema(client: Client, options: SchemaOptions) -> int:
-    """Create the database, tables and views if missing. Returns the number of statements run."""
+    """Create the database, tables and views if missing, and bring the TTLs to ``options``.
+
+    Returns the number of statements run. Idempotent: a second run changes nothing.
+    """
     stmts = analytics_statements(options)
     for stmt in stmts:
         client.command(stmt)
-    return len(stmts)
+    return len(stmts) + _apply_ttls(client, options)
+
+
+def _apply_ttls(client: Client, options: SchemaOptions) -> int:
+    """CREATE ... IF NOT EXISTS keeps an existing table's TTL; a changed setting is applied with ALTER."""
+    wanted = {
+        "user_aggregations": options.window_ttl_days,
+        "user_action_aggregations": options.window_ttl_days,
+        "user_aggregations_realtime": options.realtime_ttl_days,
+    }
+    current = dict(client.query(
+        "SELECT name, engine_full FROM system.tables WHERE database = {db:String}",
+        parameters={"db": options.database},
+    ).result_rows)
+    changed = 0
+    for table, days in wanted.items():
+        if f"toIntervalDay({days})" not in current.get(table, ""):
+            # Expired rows go at the next merge instead of a rewrite of every part now.
+            client.command(
+                f"ALTER TABLE {options.database}.{table} MODIFY TTL toDateTime(window_start) + INTERVAL {days} DAY",
+                settings={"materialize_ttl_after_modify": 0},
+            )
+            changed += 1
+    return changed
 

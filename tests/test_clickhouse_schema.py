@@ -33,6 +33,9 @@ def test_schema_applies_twice_and_creates_tables_and_views(client, unique_name):
     ddl = client.command(f"SHOW CREATE TABLE {unique_name}.user_aggregations_realtime")
     assert "toIntervalDay(7)" in ddl and "PARTITION BY toDate(window_start)" in ddl
     assert "ReplacingMergeTree(version)" in ddl and "ORDER BY (window_start, user_id)" in ddl
+    # A changed TTL setting reaches the existing table.
+    apply_schema(client, SchemaOptions(database=unique_name, realtime_ttl_days=30, window_ttl_days=30))
+    assert "toIntervalDay(30)" in client.command(f"SHOW CREATE TABLE {unique_name}.user_aggregations_realtime")
 
 
 def test_final_views_deduplicate_by_version(client, unique_name):
