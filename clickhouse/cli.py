@@ -90,8 +90,14 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             from clickhouse.queries import Queries
             from clickhouse.store import connect
 
+            from clickhouse_connect.driver.exceptions import ClickHouseError
+
             _refuse_if_service_owns_chdb(settings)
-            status = {"tables": Queries(connect(settings.clickhouse_dsn), "analytics").table_stats()}
+            try:
+                status = {"tables": Queries(connect(settings.clickhouse_dsn), "analytics").table_stats()}
+            except ClickHouseError as exc:
+                raise UserError(f"clickhouse: no analytics schema yet ({str(exc).splitlines()[0][:120]}); "
+                                "run: pipeline clickhouse schema") from None
         print(json.dumps(status, indent=2, default=str))
         return 0
 
