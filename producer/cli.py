@@ -57,7 +57,7 @@ def _one_line_error(message: str) -> NoReturn:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.error = _one_line_error  # a bad flag is one line, not usage + error
     p.epilog = (
-        "Exit code: 0 if every record was acknowledged, 1 if any was not, 2 for a bad flag or an "
+        "Exit code: 0 if every record was acknowledged, 1 if any was not (or a worker failed), 2 for a bad flag or an "
         "unreachable broker, 130 after Ctrl-C (which flushes what is in flight and prints the summary)."
     )
     g = p.add_argument_group("volume and pace")
@@ -150,7 +150,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         runner.write_summary_json(summary, args.summary_json)
     if summary.interrupted:
         return 130
-    return 0 if summary.failed == 0 and summary.acked == summary.sent else 1
+    complete = args.count is None or summary.sent == args.count
+    return 0 if complete and not summary.errors and summary.failed == 0 and summary.acked == summary.sent else 1
 
 
 COMMANDS = {

@@ -157,7 +157,7 @@ class KafkaPythonBackend:
 
     def __init__(self, settings: Settings, options: DeliveryOptions) -> None:
         from kafka import KafkaProducer
-        from kafka.errors import KafkaError
+        from kafka.errors import KafkaError, KafkaTimeoutError
 
         self.topic = options.topic
         self.counts = DeliveryCounts()
@@ -173,10 +173,13 @@ class KafkaPythonBackend:
                 compression_type=None if options.compression == "none" else options.compression,
                 max_in_flight_requests_per_connection=5,
                 delivery_timeout_ms=options.delivery_timeout_ms,
-                request_timeout_ms=min(30_000, options.delivery_timeout_ms),
+                # kafka-python insists on delivery_timeout >= linger + request_timeout
+                request_timeout_ms=max(1, min(30_000, options.delivery_timeout_ms - options.linger_ms)),
             )
+        except KafkaTimeoutError:  # kafka-python 3: 'Unable to bootstrap'
+            raise UserError(f"kafka: cannot reach a broker at {settings.kafka_bootstrap}") from None
         except KafkaError as exc:
-            raise UserError(f"kafka: cannot reach {settings.kafka_bootstrap} ({exc.__class__.__name__})") from None
+            raise UserError(f"kafka-python: {exc.__class__.__name__}: {exc}") from None
         self._partitions = len(self._producer.partitions_for(self.topic))
 
     def send(self, batch: EncodedBatch) -> None:
@@ -222,13 +225,15 @@ class KafkaPythonBackend:
         return self.counts
 
     def flush(self, timeout_s: float) -> DeliveryCounts:
-        from kafka.errors import KafkaTimeoutError
+        from kafka.errors import KafkaError
 
+        flush_error = None
         try:
             self._producer.flush(timeout=timeout_s)
-        except KafkaTimeoutError:
-            pass
+        except KafkaError as exc:  # timeout, or batches failed for good: the futures tell which records
+            flush_error = f"{exc.__class__.__name__}: {exc}"
         self._reap()
+        self.counts.first_error = self.counts.first_error or flush_error
         # Anything still not done after the flush timeout was never acknowledged.
         for i, head in enumerate(self._pending):
             self.counts.failed += len(head) - (self._done_in_head if i == 0 else 0)
@@ -238,8 +243,14 @@ class KafkaPythonBackend:
     def close(self) -> None:
         try:
             self._producer.close(timeout=5)
-        except Exception:
-            pass
+        except Exception:  # noqa: BLE001
+            # kafka-python 3.0 raises from close() when a batch failed for good (its flush finds a
+            # future never completed) and would raise again from __del__ at exit: stop its I/O thread
+            # and mark it closed. Every record is already counted by then.
+            sender = getattr(self._producer, "_sender", None)
+            if sender is not None:
+                sender.force_close()
+            self._producer._closed = True
 
 
 _QUIET = logging.getLogger("producer.librdkafka")

@@ -104,3 +104,22 @@ def test_ctrl_c_flushes_and_prints_the_summary(services: Settings, unique_name: 
     assert summary["interrupted"] and summary["sent"] > 1_000
     assert summary["sent"] == summary["acked"] and summary["failed"] == 0
     assert len(_consume_all(services, unique_name, summary["acked"])) == summary["acked"]
+
+
+@pytest.mark.parametrize("backend", ["kafka-python", "confluent"])
+def test_records_the_broker_refuses_are_counted_failed_and_exit_nonzero(
+    services: Settings, unique_name: str, tmp_path: Path, backend: str
+) -> None:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    # A topic whose size limit is below one event: the broker refuses every record.
+    admin = AdminClient({"bootstrap.servers": services.kafka_bootstrap})
+    topic = NewTopic(unique_name, 6, 1, config={"max.message.bytes": "200"})
+    admin.create_topics([topic])[unique_name].result(timeout=30)
+    summary_path = tmp_path / "summary.json"
+    result = _produce(services, "--backend", backend, "--topic", unique_name, "--count", "500",
+                      "--delivery-timeout", "20", "--summary-json", str(summary_path))  # fmt: skip
+    assert result.returncode == 1, result.stderr + result.stdout
+    summary = json.loads(summary_path.read_text())
+    assert summary["sent"] == 500 and summary["acked"] == 0 and summary["failed"] == 500
+    assert "not acknowledged" in result.stdout and "Traceback" not in result.stderr
