@@ -9,12 +9,21 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from pipeline.config import VARIABLES, Settings
 from pipeline.errors import UserError
 
 # Subcommands register here: name -> (help, add_arguments(parser), run(args, settings) -> exit code).
 Command = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace, Settings], int]]
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """A wrong flag is one line naming the fix, not the usage block (subparsers inherit this)."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {message} (see: {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
 
 
 def _services_args(p: argparse.ArgumentParser) -> None:
@@ -43,16 +52,15 @@ def _config_run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _demo_args(p: argparse.ArgumentParser) -> None:
-    pass
+    from pipeline.demo import add_arguments
+
+    add_arguments(p)
 
 
 def _demo_run(args: argparse.Namespace, settings: Settings) -> int:
-    from scripts.services import manage
+    from pipeline.demo import run
 
-    for line in manage.start(settings):
-        print(line)
-    print("local services are running; stop them with: .venv/bin/pipeline services stop")
-    return 0
+    return run(args, settings)
 
 
 # Each part of the system contributes its subcommands from its own cli module, which defines
@@ -82,7 +90,7 @@ def commands() -> dict[str, Command]:
 
 def build_parser() -> argparse.ArgumentParser:
     env_help = "\n".join(f"  {k:<18} {v}" for k, v in VARIABLES.items())
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog="pipeline",
         description="Real-time user-action analytics: Kafka -> Flink -> Paimon + ClickHouse.",
         epilog=f"environment variables (flags override them):\n{env_help}",

@@ -1,0 +1,321 @@
+"""``./run.sh``: the whole pipeline on this machine, with a compact live status and a summary.
+
+Starts (or reuses) Kafka and, with --s3, the S3 server; starts the ClickHouse service (loader,
+dashboard, API), the Flink job (local mini-cluster, or a standalone cluster with --flink-cluster)
+and the producer. Ctrl-C, or the end of --duration, stops what it started in reverse order after
+the job has drained, then prints the summary. Exit 0 only if every produced event is in Paimon
+(raw or rejected).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from pipeline.config import AGGREGATE_TOPICS, PROJECT_ROOT, RAW_TOPIC, Settings
+from pipeline.errors import UserError
+from scripts.services.process import ManagedProcess
+
+STATUS_EVERY_S = 5.0
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--duration", type=float, metavar="SECONDS",
+                   help="bounded demo: produce for this long, drain, print the summary and exit "
+                        "(default: run until Ctrl-C)")
+    p.add_argument("--rate", type=int, default=2000, metavar="EV_PER_S",
+                   help="producer events per second (default: 2000, light for a 2-core machine)")
+    p.add_argument("--speedup", type=float, metavar="X",
+                   help="simulated time runs X times faster than the wall clock, ending at now, so windows "
+                        "close within the demo (default: 150 with --duration, so 2-hour windows close "
+                        "too; 1 = real time without --duration)")
+    p.add_argument("--invalid-fraction", type=float, default=0.001, metavar="F",
+                   help="share of malformed records, to show the rejected table (default: 0.001)")
+    p.add_argument("--s3", action="store_true", help="keep the Paimon warehouse on the local S3 server")
+    p.add_argument("--flink-cluster", action="store_true",
+                   help="start a standalone Flink cluster and submit with `flink run` (web UI on FLINK_REST_PORT)")
+    p.add_argument("--drain-timeout", type=float, default=240.0, metavar="SECONDS",
+                   help="how long to wait for the job to write every produced event (default: 240)")
+    p.add_argument("--summary-json", metavar="PATH", help="also write the summary as JSON here")
+
+
+@dataclass
+class Summary:
+    produced: int = 0
+    producer_failed: int = 0
+    raw_rows: int = 0
+    rejected_rows: int = 0
+    aggregate_rows: dict[str, int] = field(default_factory=dict)
+    freshness_s: float | None = None
+    drained: bool = False
+
+    @property
+    def balanced(self) -> bool:
+        return self.produced == self.raw_rows + self.rejected_rows
+
+    @property
+    def ok(self) -> bool:
+        return self.drained and self.producer_failed == 0 and self.balanced
+
+    def lines(self) -> list[str]:
+        out = [
+            "summary",
+            f"  events produced (acknowledged)  {self.produced:,}"
+            + (f"  ({self.producer_failed:,} NOT acknowledged)" if self.producer_failed else ""),
+            f"  raw rows in Paimon              {self.raw_rows:,}",
+            f"  rejected rows in Paimon         {self.rejected_rows:,}",
+            f"  produced = raw + rejected       {'yes' if self.balanced else 'NO'}",
+        ]
+        for table, rows in self.aggregate_rows.items():
+            out.append(f"  {('analytics.' + table):<32}{rows:,} rows")
+        if self.freshness_s is not None:
+            out.append(f"  freshness of 5-minute aggregates {self.freshness_s:.1f} s (now - latest window_end)")
+        return out
+
+
+def paimon_counts(settings: Settings) -> tuple[int, int]:
+    """(raw rows, rejected rows) from Paimon file metadata; (0, 0) before the job created the tables."""
+    from lakehouse import queries
+    from lakehouse.catalog import open_table
+    from lakehouse.tables import USER_ACTIONS, USER_ACTIONS_REJECTED
+
+    counts = []
+    for table in (USER_ACTIONS, USER_ACTIONS_REJECTED):
+        try:
+            counts.append(queries.ScanStats.of(queries.plan(open_table(settings, table.name))).rows)
+        except UserError:
+            counts.append(0)
+    return counts[0], counts[1]
+
+
+def kafka_end_offsets(settings: Settings, topic: str) -> int:
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "pipeline-demo-status"})
+    try:
+        meta = consumer.list_topics(topic, timeout=5)
+        total = 0
+        for p in meta.topics[topic].partitions:
+            _, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)
+            total += high
+        return total
+    finally:
+        consumer.close()
+
+
+class Demo:
+    def __init__(self, settings: Settings, args: argparse.Namespace) -> None:
+        self.settings = settings
+        self.args = args
+        self.stop_order: list[tuple[str, object]] = []  # (label, stop callable), stopped in reverse
+        self.producer = ManagedProcess("producer", settings.run_dir, settings.logs_dir)
+        self.summary_path = settings.data_dir / "demo" / "producer-summary.json"
+        self.started_at = time.monotonic()
+
+    def say(self, line: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {line}", flush=True)
+
+    # -- start ---------------------------------------------------------------------------------
+    def start(self) -> None:
+        from clickhouse import service_process
+        from scripts.services import kafka, s3
+
+        if not kafka.healthy(self.settings):
+            self.say(kafka.start(self.settings))
+            self.stop_order.append(("kafka", lambda: kafka.stop(self.settings)))
+        else:
+            self.say(f"kafka: using the broker on {self.settings.kafka_bootstrap}")
+        created = kafka.ensure_topics(self.settings)
+        if created:
+            self.say(f"kafka: created topics {', '.join(created)}")
+        if self.args.s3:
+            if not s3.healthy(self.settings):
+                self.say(s3.start(self.settings))
+                self.stop_order.append(("s3", lambda: s3.stop(self.settings)))
+            s3.ensure_bucket(self.settings)
+
+        if not service_process.healthy(self.settings):
+            self.say(service_process.start(self.settings))
+            self.stop_order.append(("clickhouse service", lambda: service_process.stop(self.settings)))
+        else:
+            self.say(f"clickhouse service: using the one on {service_process.url(self.settings)}")
+
+        from flink_job import launcher
+
+        self.say(launcher.start(self.settings, cluster=self.args.flink_cluster))
+        self.stop_order.append(("flink job", lambda: launcher.stop(self.settings, cluster=self.args.flink_cluster)))
+
+        self.raw_offsets_before = kafka_end_offsets(self.settings, RAW_TOPIC)
+        self.summary_path.parent.mkdir(parents=True, exist_ok=True)
+        self.summary_path.unlink(missing_ok=True)
+        argv = [sys.executable, "-m", "pipeline", "--data-dir", str(self.settings.data_dir),
+                "--kafka-bootstrap", self.settings.kafka_bootstrap, "produce",
+                "--backend", "confluent", "--rate", str(self.args.rate),
+                "--invalid-fraction", str(self.args.invalid_fraction),
+                "--summary-json", str(self.summary_path), "--quiet"]
+        speedup = self.args.speedup or (150.0 if self.args.duration else 1.0)
+        if self.args.duration:
+            argv += ["--duration", str(self.args.duration)]
+        if speedup != 1.0:
+            # Simulated time ends at "now" when the bounded run ends, so freshness stays meaningful.
+            span_ms = int((self.args.duration or 0) * speedup * 1000)
+            start_ms = int(time.time() * 1000) - span_ms + int((self.args.duration or 0) * 1000)
+            argv += ["--sim-rate", str(self.args.rate / speedup), "--start-time", str(start_ms)]
+        pid = self.producer.start(argv, cwd=PROJECT_ROOT)
+        self.stop_order.append(("producer", self.stop_producer))
+        self.say(f"producer started (pid {pid}) at {self.args.rate:,} events/s; log {self.producer.log_file}")
+        self.print_where_to_look(service_process.url(self.settings))
+
+    def print_where_to_look(self, dashboard: str) -> None:
+        s = self.settings
+        lines = [
+            f"dashboard      {dashboard}/   (JSON API: {dashboard}/api/status, {dashboard}/openapi.json)",
+        ]
+        if self.args.flink_cluster:
+            lines.append(f"Flink web UI   http://127.0.0.1:{s.flink_rest_port}/")
+        lines += [
+            f"Paimon         .venv/bin/pipeline{' --warehouse ' + s.paimon_warehouse if self.args.s3 else ''}"
+            " lake describe",
+            "               .venv/bin/pipeline lake query partitions",
+            "ClickHouse     .venv/bin/pipeline clickhouse sql \"SELECT count() FROM "
+            "analytics.user_aggregations_realtime FINAL\"",
+            f"logs           {s.logs_dir}/",
+            "stop           Ctrl-C" + (f" (or wait {self.args.duration:.0f} s)" if self.args.duration else ""),
+        ]
+        for line in lines:
+            print("  " + line, flush=True)
+
+    # -- run -----------------------------------------------------------------------------------
+    def status_line(self) -> str:
+        from clickhouse import service_process
+
+        produced = kafka_end_offsets(self.settings, RAW_TOPIC) - self.raw_offsets_before
+        raw, rejected = paimon_counts(self.settings)
+        status = service_process.fetch_status(self.settings) or {}
+        rows = _aggregate_rows(status)
+        fresh = _realtime_freshness(status)
+        agg = " ".join(f"{t.split('_', 1)[1]}={n:,}" for t, n in rows.items())
+        return (f"produced {produced:,} | paimon raw {raw:,} rejected {rejected:,} | clickhouse {agg or '-'}"
+                + (f" | freshness {fresh:.0f}s" if isinstance(fresh, (int, float)) else ""))
+
+    def wait(self) -> None:
+        deadline = time.monotonic() + self.args.duration if self.args.duration else None
+        next_status = time.monotonic() + STATUS_EVERY_S
+        while True:
+            if self.producer.pid() is None:
+                return  # the producer finished (--duration) or died: drain and summarise
+            if deadline is not None and time.monotonic() > deadline + 30:
+                return
+            if time.monotonic() >= next_status:
+                try:
+                    self.say(self.status_line())
+                except Exception as exc:  # a status hiccup must not end the demo
+                    self.say(f"status unavailable: {exc}")
+                next_status = time.monotonic() + STATUS_EVERY_S
+            time.sleep(0.5)
+
+    def stop_producer(self) -> str:
+        pid = self.producer.pid()
+        if pid is not None:
+            import os
+
+            os.kill(pid, signal.SIGINT)  # the producer flushes in-flight records and writes its summary
+            for _ in range(120):
+                if self.producer.pid() is None:
+                    break
+                time.sleep(0.5)
+            self.producer.stop()
+        return "producer stopped"
+
+    # -- finish --------------------------------------------------------------------------------
+    def drain_and_summarise(self) -> Summary:
+        from clickhouse import service_process
+
+        self.stop_producer()
+        summary = Summary()
+        try:
+            produced = json.loads(self.summary_path.read_text())
+            summary.produced = int(produced.get("acked", 0))
+            summary.producer_failed = int(produced.get("failed", 0)) + int(produced.get("unacked", 0) or 0)
+        except (FileNotFoundError, ValueError):
+            self.say("producer wrote no summary; counting the raw topic's new offsets instead")
+            summary.produced = kafka_end_offsets(self.settings, RAW_TOPIC) - self.raw_offsets_before
+        self.say(f"draining: waiting for the job to write {summary.produced:,} events to Paimon")
+        deadline = time.monotonic() + self.args.drain_timeout
+        while True:
+            summary.raw_rows, summary.rejected_rows = paimon_counts(self.settings)
+            if summary.raw_rows + summary.rejected_rows >= summary.produced:
+                summary.drained = True
+                break
+            if time.monotonic() > deadline:
+                self.say("drain timed out: the job did not write every event in time; see its log")
+                break
+            time.sleep(2)
+        time.sleep(3)  # let the loader pick up the last aggregate rows
+        status = service_process.fetch_status(self.settings) or {}
+        summary.aggregate_rows = _aggregate_rows(status)
+        summary.freshness_s = _realtime_freshness(status)
+        return summary
+
+    def stop_all(self) -> None:
+        for label, stop in reversed(self.stop_order):
+            try:
+                self.say(stop())
+            except Exception as exc:
+                self.say(f"stopping {label} failed: {exc}")
+        self.stop_order.clear()
+
+
+def _aggregate_rows(status: dict) -> dict[str, int]:
+    """Rows per aggregate table from the ClickHouse service's /api/status."""
+    rows = {t.get("table"): int(t.get("rows", 0)) for t in status.get("tables") or [] if isinstance(t, dict)}
+    return {name: rows[name] for name in AGGREGATE_TOPICS if name in rows}
+
+
+def _realtime_freshness(status: dict) -> float | None:
+    for t in status.get("tables") or []:
+        if isinstance(t, dict) and t.get("table") == "user_aggregations_realtime":
+            fresh = t.get("freshness_seconds")
+            return float(fresh) if isinstance(fresh, (int, float)) else None
+    return None
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.duration is not None and args.duration <= 0:
+        raise UserError("--duration must be a positive number of seconds")
+    if args.rate <= 0:
+        raise UserError("--rate must be a positive number of events per second")
+    if not 0 <= args.invalid_fraction < 1:
+        raise UserError("--invalid-fraction must be in [0, 1)")
+    if args.s3 and not settings.warehouse_is_s3:
+        settings = replace(settings, paimon_warehouse=f"s3://{settings.s3_bucket}/warehouse")
+    demo = Demo(settings, args)
+    interrupted = False
+    try:
+        demo.start()
+        demo.wait()
+    except KeyboardInterrupt:
+        interrupted = True
+        print()
+        demo.say("Ctrl-C: stopping the producer, draining the job, then stopping what this demo started")
+    except BaseException:
+        demo.stop_all()
+        raise
+    try:
+        summary = demo.drain_and_summarise()
+    except KeyboardInterrupt:
+        demo.stop_all()
+        return 130
+    demo.stop_all()
+    for line in summary.lines():
+        print(line, flush=True)
+    if args.summary_json:
+        Path(args.summary_json).write_text(json.dumps(summary.__dict__ | {"ok": summary.ok}, indent=2) + "\n")
+    if interrupted:
+        demo.say("stopped by Ctrl-C")
+    return 0 if summary.ok else 1
