@@ -13,6 +13,7 @@ from clickhouse.loader import Loader, LoaderMetrics, LoaderOptions
 from clickhouse.schema import SchemaOptions
 from clickhouse.store import ThreadClients, apply_schema
 from pipeline.config import Settings
+from pipeline.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,11 @@ class Service:
                                                   daemon=True))
         api = Api(self.clients, self.schema.database, self._loader_status)
         port = self.settings.dashboard_port if self.port is None else self.port
-        self.server = make_server(api, self.host, port)
+        try:
+            self.server = make_server(api, self.host, port)
+        except OSError as exc:
+            raise UserError(f"clickhouse service: cannot listen on {self.host}:{port} ({exc.strerror}); "
+                            "stop what uses it or set DASHBOARD_PORT") from None
         self._threads.append(threading.Thread(target=self.server.serve_forever, name="http", daemon=True))
         for t in self._threads:
             t.start()
