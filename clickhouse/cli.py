@@ -87,10 +87,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         print(service_process.status(settings))
         status = service_process.fetch_status(settings)
         if status is None:
+            from clickhouse_connect.driver.exceptions import ClickHouseError
+
             from clickhouse.queries import Queries
             from clickhouse.store import connect
-
-            from clickhouse_connect.driver.exceptions import ClickHouseError
 
             _refuse_if_service_owns_chdb(settings)
             try:
