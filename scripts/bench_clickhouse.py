@@ -128,7 +128,7 @@ def generate(clients: ThreadClients, db: str, total: int) -> datetime:
     start_sql = start.strftime("%Y-%m-%d %H:%M:%S")
     rt, two_h = total // 2, total // 4
     # 5-minute: 2016 windows x (rt / 2016) users; 2-hour: 84 windows x (two_h / 84) users (or user x type)
-    per5, per2 = rt // 2016, two_h // 84
+    per5, per2 = -(-rt // 2016), -(-two_h // 84)  # rounded up: at least ``total`` rows
     client.command(f"""
         INSERT INTO {db}.user_aggregations_realtime
         SELECT toDateTime64('{start_sql}', 3, 'UTC') + toIntervalMinute(5 * intDiv(number, {per5})) AS ws,
