@@ -47,8 +47,8 @@ async function refresh() {
     document.getElementById("latest").textContent = status.latest_window_end || "no data yet";
     const realtime = (status.tables || []).find(t => t.table === "user_aggregations_realtime") || {};
     document.getElementById("freshness").textContent = fmtAge(realtime.freshness_seconds);
-    document.getElementById("rate").textContent = loader.rows_per_second == null ? "off" : loader.rows_per_second;
-    document.getElementById("lag").textContent = loader.lag_total == null ? "–" : loader.lag_total;
+    document.getElementById("loader").textContent = loader.rows_per_second == null ? "off"
+      : `${Math.round(loader.rows_per_second).toLocaleString("en")} rows/s, lag ${loader.lag_total.toLocaleString("en")}`;
     const end = status.latest_window_end ? new Date(status.latest_window_end) : new Date();
     const start = new Date(end.getTime() - 24 * 3600 * 1000);
     const range = `from=${encodeURIComponent(start.toISOString())}&to=${encodeURIComponent(end.toISOString())}`;
