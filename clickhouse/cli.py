@@ -133,7 +133,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         from clickhouse.service import Service
 
         _refuse_if_service_owns_chdb_other_than_me(settings)
-        Service(settings, _schema_options(args), None if args.no_loader else _loader_options(args)).serve_forever()
+        Service(settings, _schema_options(args), None if args.no_loader else _loader_options(args),
+                host=settings.dashboard_host).serve_forever()
         return 0
     raise UserError(f"unknown action {args.action}")
 

@@ -39,6 +39,7 @@ VARIABLES: dict[str, str] = {
     "CLICKHOUSE_URL": "ClickHouse DSN, e.g. http://user:pass@host:8123; unset = embedded chDB under DATA_DIR",
     "FLINK_REST_PORT": "REST/web UI port of the local standalone Flink cluster (default: 8081)",
     "DASHBOARD_PORT": "port of the ClickHouse service's dashboard and JSON API (default: 8050)",
+    "DASHBOARD_HOST": "interface the dashboard/API binds to (default: 127.0.0.1; 0.0.0.0 only inside a container)",
 }
 
 
@@ -55,6 +56,7 @@ class Settings:
     clickhouse_url: str | None
     flink_rest_port: int
     dashboard_port: int
+    dashboard_host: str
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -73,6 +75,7 @@ class Settings:
             clickhouse_url=env.get("CLICKHOUSE_URL") or None,
             flink_rest_port=_int(env, "FLINK_REST_PORT", 8081),
             dashboard_port=_int(env, "DASHBOARD_PORT", 8050),
+            dashboard_host=env.get("DASHBOARD_HOST") or "127.0.0.1",
         )
         known = {f.name for f in fields(cls)}
         changes = {k: v for k, v in overrides.items() if v is not None and k in known}
@@ -149,6 +152,7 @@ class Settings:
             ("CLICKHOUSE_URL", self.clickhouse_url or f"(unset: embedded {self.clickhouse_dsn})"),
             ("FLINK_REST_PORT", str(self.flink_rest_port)),
             ("DASHBOARD_PORT", str(self.dashboard_port)),
+            ("DASHBOARD_HOST", self.dashboard_host),
         ]
 
 
