@@ -7,12 +7,16 @@ SELECT
     WHEN raw_value IS NULL THEN 'null value'
     WHEN CAST(json_text AS BYTES) <> raw_value THEN 'invalid UTF-8'
     WHEN user_id BETWEEN 1 AND {{max_user_id}} AND action_type IN ({{action_types}})
-         AND event_time IS NOT NULL AND CHAR_LENGTH(event_id) BETWEEN 1 AND 64 THEN CAST(NULL AS STRING)
+         AND event_ms BETWEEN 0 AND 9999999999999 AND event_time < kafka_timestamp + INTERVAL '1' DAY
+         AND CHAR_LENGTH(event_id) BETWEEN 1 AND 64
+      THEN CAST(NULL AS STRING)
     -- all six fields have the right JSON types, a value is wrong:
     WHEN action_type IS NOT NULL THEN CASE
       WHEN user_id IS NULL OR user_id NOT BETWEEN 1 AND {{max_user_id}} THEN 'user_id out of range'
       WHEN action_type NOT IN ({{action_types}}) THEN 'unknown action_type'
-      WHEN event_time IS NULL THEN 'timestamp out of range'
+      -- before 1970, more than 13 digits, or a day or more past the record's Kafka timestamp (see 01_source_kafka.sql)
+      WHEN event_ms IS NULL OR event_ms NOT BETWEEN 0 AND 9999999999999
+        OR event_time >= kafka_timestamp + INTERVAL '1' DAY THEN 'timestamp out of range'
       ELSE 'event_id empty or longer than 64 characters' END
     WHEN NOT (json_text IS JSON) THEN 'unparseable JSON'
     WHEN NOT (json_text IS JSON OBJECT) THEN 'not a JSON object'
