@@ -33,6 +33,8 @@ def add_job_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint-interval", default=d.checkpoint_interval, help="e.g. '60 s'")
     p.add_argument("--state-backend", default=d.state_backend, choices=STATE_BACKENDS)
     p.add_argument("--checkpoint-dir", default=None, help="default: file://$DATA_DIR/flink/checkpoints")
+    p.add_argument("--restore-from", default=None, metavar="PATH",
+                   help="restore from this retained checkpoint (.../chk-N) or savepoint, e.g. after a crash")
     p.add_argument("--job-name", default=d.job_name)
     p.add_argument("--explain", action="store_true", help="print the execution plan instead of running")
     p.add_argument("--submit", action="store_true",
@@ -54,6 +56,7 @@ def job_config(args: argparse.Namespace) -> JobConfig:
         checkpoint_interval=args.checkpoint_interval,
         state_backend=args.state_backend,
         checkpoint_dir=args.checkpoint_dir,
+        restore_from=args.restore_from,
         job_name=args.job_name,
     )
 

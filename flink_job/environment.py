@@ -71,7 +71,9 @@ def _configure(t_env, settings: Settings, parallelism: int, extra: dict[str, str
 def job_options(settings: Settings, job: JobConfig) -> dict[str, str]:
     """Flink configuration of the pipeline job (all of it configurable through JobConfig)."""
     checkpoint_dir = job.checkpoint_dir or (settings.data_dir / "flink" / "checkpoints").as_uri()
+    restore = {"execution.state-recovery.path": job.restore_from} if job.restore_from else {}
     return {
+        **restore,
         "pipeline.name": job.job_name,
         # All date/hour derivation and window bounds in UTC, whatever the machine's zone.
         "table.local-time-zone": "UTC",
@@ -82,6 +84,8 @@ def job_options(settings: Settings, job: JobConfig) -> dict[str, str]:
         "execution.checkpointing.mode": "EXACTLY_ONCE",
         "execution.checkpointing.dir": checkpoint_dir,
         "execution.checkpointing.incremental": "true",
+        # Keep the last checkpoint when the job is cancelled or dies, so it can be restored (--restore-from).
+        "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
         "state.backend.type": job.state_backend,
         # Mini-cluster only (a standalone cluster takes its own config.yaml): room for RocksDB.
         "taskmanager.memory.managed.size": "512m",

@@ -40,6 +40,9 @@ class JobConfig:
     checkpoint_interval: str = "60 s"
     state_backend: str = "rocksdb"
     checkpoint_dir: str | None = None  # default: file://$DATA_DIR/flink/checkpoints
+    # A retained checkpoint (.../chk-N) or savepoint to restore from: Paimon commits on checkpoints, so only
+    # a restore from one (not Kafka group offsets alone) resumes a crashed run exactly once.
+    restore_from: str | None = None
     job_name: str = "user-actions-pipeline"
     action_types: tuple[str, ...] = field(default=(), repr=False)  # empty = the contract's list
 
@@ -79,6 +82,8 @@ class JobConfig:
         ]
         if self.checkpoint_dir:
             argv += ["--checkpoint-dir", self.checkpoint_dir]
+        if self.restore_from:
+            argv += ["--restore-from", self.restore_from]
         return argv + (["--bounded"] if self.bounded else [])
 
     @property
