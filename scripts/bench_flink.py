@@ -1,0 +1,174 @@
+"""Catch-up throughput of the Flink job, beside a Kafka -> blackhole job on the same topic (the ceiling).
+
+    .venv/bin/python scripts/bench_flink.py [--events 2000000] [--parallelism 2]
+
+Pre-fills a fresh topic with N contract events (6 partitions, 6 hours of event time, random users, ~0.1 %
+malformed), then runs, each in its own JVM and bounded to the current end offsets:
+  1. baseline: the same Kafka source (raw bytes) into a blackhole sink;
+  2. the job: validation, Paimon raw + rejected tables (file:// warehouse), the three window aggregates to Kafka.
+Prints events/s end to end (submission to finish, including job start-up), their ratio, the Paimon data files
+written and their average size, and each run's peak JVM memory (VmHWM). Other processes on the box (Kafka,
+other work) share the CPU: say so beside the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from flink_job.job_config import JobConfig  # noqa: E402
+from pipeline.config import Settings  # noqa: E402
+
+T0 = 1_772_323_200_000  # 2026-03-01 00:00:00 UTC
+SPAN_MS = 6 * 3_600_000
+
+
+def fill(settings: Settings, topic: str, n: int, partitions: int = 6) -> float:
+    """N events in event-time order (small jitter), keyed by user_id; returns seconds taken."""
+    from confluent_kafka import Producer
+
+    from producer.action_types import ACTION_TYPES
+    from scripts.services import kafka
+
+    kafka.ensure_topics(settings, {topic: partitions})
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "linger.ms": 50, "batch.size": 1_000_000,
+                         "compression.type": "lz4", "queue.buffering.max.messages": 1_000_000,
+                         "queue.buffering.max.kbytes": 1_048_576})
+    rnd = random.Random(7)
+    start = time.monotonic()
+    for i in range(n):
+        user = rnd.randint(1, 30_000_000)
+        ts = T0 + SPAN_MS * i // n + rnd.randint(0, 2000)
+        if i % 1000 == 999:
+            value = b'{"event_id": "broken", "user_id": '  # malformed on purpose
+        else:
+            value = (
+                f'{{"event_id":"{uuid.UUID(int=rnd.getrandbits(128), version=4)}","user_id":{user},'
+                f'"action_type":"{ACTION_TYPES[rnd.randrange(153)]}","timestamp":{ts},'
+                f'"metadata":{{"screen":"home","session_id":"{user:016x}","duration_ms":{rnd.randint(1, 60000)}}},'
+                f'"device_info":{{"device_id":"{user * 7919:016x}","os":"android","os_version":"14",'
+                f'"model":"Pixel 8","app_version":"5.2.1","country":"DE","network":"wifi"}}}}'
+            ).encode()
+        while True:
+            try:
+                producer.produce(topic, key=str(user).encode(), value=value)
+                break
+            except BufferError:
+                producer.poll(0.1)
+    assert producer.flush(120) == 0
+    return time.monotonic() - start
+
+
+def run_one(kind: str, settings: Settings, job: JobConfig) -> dict:
+    """One measured run in this process (called in a child, so each run has its own JVM)."""
+    from flink_job import pipeline
+    from flink_job.environment import create_stream_table_env, job_options
+
+    if kind == "job":
+        _, statement_set = pipeline.build(settings, job)
+    else:
+        t_env = create_stream_table_env(settings, job.parallelism, job_options(settings, job))
+        t_env.execute_sql(f"""CREATE TEMPORARY TABLE src (k BYTES, v BYTES) WITH (
+            'connector' = 'kafka', 'topic' = '{job.source_topic}',
+            'properties.bootstrap.servers' = '{settings.kafka_bootstrap}', 'properties.group.id' = 'bench-bh',
+            'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset',
+            'key.format' = 'raw', 'key.fields' = 'k', 'value.format' = 'raw', 'value.fields-include' = 'EXCEPT_KEY')""")
+        t_env.execute_sql("CREATE TEMPORARY TABLE sink (k BYTES, v BYTES) WITH ('connector' = 'blackhole')")
+        statement_set = t_env.create_statement_set()
+        statement_set.add_insert_sql("INSERT INTO sink SELECT k, v FROM src")
+    start = time.monotonic()
+    statement_set.execute().wait()
+    seconds = time.monotonic() - start
+    return {"seconds": seconds, "peak_rss_mb": _peak_java_rss_mb()}
+
+
+def _peak_java_rss_mb() -> float:
+    """VmHWM of the JVM child (the PyFlink gateway that hosts the mini-cluster)."""
+    me, peak = os.getpid(), 0
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            text = status.read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+        if fields.get("PPid", "").strip() == str(me) and "java" in fields.get("Name", ""):
+            peak = max(peak, int(fields.get("VmHWM", "0 kB").split()[0]))
+    return peak / 1024
+
+
+def child(kind: str, settings: Settings, job: JobConfig) -> dict:
+    cmd = [sys.executable, __file__, "--child", kind, "--topic", job.source_topic, "--parallelism",
+           str(job.parallelism), "--warehouse", settings.paimon_warehouse, "--state-backend", job.state_backend]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
+    if out.returncode != 0 or not lines:
+        raise SystemExit(f"{kind} run failed:\n{out.stderr[-3000:]}")
+    return json.loads(lines[-1])
+
+
+def paimon_files(warehouse: Path) -> tuple[int, float]:
+    files = [f for f in (warehouse / "lake.db" / "user_actions").glob("event_date=*/*/bucket-*/*") if f.is_file()]
+    total = sum(f.stat().st_size for f in files)
+    return len(files), (total / len(files) if files else 0.0)
+
+
+def job_for(topic: str, parallelism: int, state_backend: str) -> JobConfig:
+    return JobConfig(source_topic=topic, user_aggregations_topic=f"{topic}_ua",
+                     user_action_aggregations_topic=f"{topic}_uaa", realtime_aggregations_topic=f"{topic}_uar",
+                     group_id=f"{topic}_job", bounded=True, startup_mode="earliest-offset",
+                     parallelism=parallelism, state_backend=state_backend, checkpoint_interval="60 s")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--events", type=int, default=2_000_000)
+    p.add_argument("--parallelism", type=int, default=2)
+    p.add_argument("--state-backend", default="rocksdb", choices=["rocksdb", "hashmap"])
+    p.add_argument("--child", choices=["job", "blackhole"], help=argparse.SUPPRESS)
+    p.add_argument("--topic", help=argparse.SUPPRESS)
+    p.add_argument("--warehouse", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    settings = Settings.from_env()
+    if args.child:
+        settings = replace(settings, paimon_warehouse=args.warehouse)
+        print(json.dumps(run_one(args.child, settings, job_for(args.topic, args.parallelism, args.state_backend))))
+        return 0
+
+    from scripts.services import kafka, manage
+
+    manage.start(settings, ["kafka"])
+    topic = f"bench_flink_{uuid.uuid4().hex[:8]}"
+    job = job_for(topic, args.parallelism, args.state_backend)
+    kafka.ensure_topics(settings, {t: 6 for t in job.aggregate_topics})
+    warehouse = settings.data_dir / "bench" / topic
+    warehouse.mkdir(parents=True)
+    settings = replace(settings, paimon_warehouse=warehouse.as_uri())
+    fill_s = fill(settings, topic, args.events)
+    print(f"filled {topic} with {args.events:,} events in {fill_s:.1f}s ({args.events / fill_s:,.0f}/s)")
+
+    base = child("blackhole", settings, job)
+    full = child("job", settings, job)
+    files, avg = paimon_files(warehouse)
+    base_rate, job_rate = args.events / base["seconds"], args.events / full["seconds"]
+    print(f"baseline Kafka -> blackhole : {base_rate:>10,.0f} events/s ({base['seconds']:.1f}s, "
+          f"peak JVM {base['peak_rss_mb']:,.0f} MiB)")
+    print(f"job (Paimon + rejected + 3 aggregates): {job_rate:>10,.0f} events/s ({full['seconds']:.1f}s, "
+          f"peak JVM {full['peak_rss_mb']:,.0f} MiB)")
+    print(f"ratio job/baseline: {job_rate / base_rate:.2f}   (targets: >= 100,000 events/s and >= 0.5)")
+    print(f"Paimon user_actions files: {files}, average {avg / 1e6:.2f} MB; parallelism {args.parallelism}, "
+          f"state backend {args.state_backend}; load average {os.getloadavg()[0]:.2f} (box shared with Kafka)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
