@@ -14,7 +14,7 @@ import pytest
 from flink_job.job_config import JobConfig
 from pipeline.config import Settings
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 T0 = int(datetime(2026, 3, 1, tzinfo=UTC).timestamp() * 1000)  # 2026-03-01 00:00:00 UTC
 MIN = 60_000
