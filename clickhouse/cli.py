@@ -75,6 +75,9 @@ def _refuse_if_service_owns_chdb(settings: Settings) -> None:
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # A refused connection is reported once as a UserError line; the HTTP libraries' retry warnings are noise.
+    for noisy in ("urllib3.connectionpool", "clickhouse_connect"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
     from clickhouse import service_process
 
     if args.action == "start":
@@ -125,7 +128,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         apply_schema(clients.get(), _schema_options(args))
         stop = threading.Event()
         try:
-            Loader(settings.kafka_bootstrap, clients.get, _loader_options(args)).run(stop)
+            Loader(settings.kafka_bootstrap, clients.get, _loader_options(args),
+                   kafka_config=settings.kafka_client_config()).run(stop)
         except KeyboardInterrupt:
             stop.set()
         return 0

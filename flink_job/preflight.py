@@ -22,7 +22,9 @@ def check(settings: Settings, job: JobConfig) -> None:
 def check_kafka(settings: Settings, topics: tuple[str, ...]) -> None:
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "socket.connection.setup.timeout.ms": 5000})
+    # log_level 0: librdkafka would otherwise print a line per failed connect; the UserError below says it once.
+    admin = AdminClient({**settings.kafka_client_config(), "socket.connection.setup.timeout.ms": 5000,
+                         "log_level": 0})
     try:
         existing = set(admin.list_topics(timeout=8).topics)
     except Exception:

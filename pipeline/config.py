@@ -40,6 +40,11 @@ VARIABLES: dict[str, str] = {
     "FLINK_REST_PORT": "REST/web UI port of the local standalone Flink cluster (default: 8081)",
     "DASHBOARD_PORT": "port of the ClickHouse service's dashboard and JSON API (default: 8050)",
     "DASHBOARD_HOST": "interface the dashboard/API binds to (default: 127.0.0.1; 0.0.0.0 only inside a container)",
+    "KAFKA_SECURITY_PROTOCOL": "Kafka security.protocol: PLAINTEXT (default), SSL, SASL_PLAINTEXT or SASL_SSL",
+    "KAFKA_SASL_MECHANISM": "Kafka sasl.mechanism, e.g. PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 (default: unset)",
+    "KAFKA_SASL_USERNAME": "Kafka SASL user name (default: unset)",
+    "KAFKA_SASL_PASSWORD": "Kafka SASL password: from the environment or a secrets file, never the repo",
+    "KAFKA_SSL_CA_LOCATION": "CA certificate file that signs the brokers' TLS certificates (default: system CAs)",
 }
 
 
@@ -57,6 +62,11 @@ class Settings:
     flink_rest_port: int
     dashboard_port: int
     dashboard_host: str
+    kafka_security_protocol: str | None = None
+    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: str | None = None
+    kafka_ssl_ca_location: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -76,6 +86,11 @@ class Settings:
             flink_rest_port=_int(env, "FLINK_REST_PORT", 8081),
             dashboard_port=_int(env, "DASHBOARD_PORT", 8050),
             dashboard_host=env.get("DASHBOARD_HOST") or "127.0.0.1",
+            kafka_security_protocol=env.get("KAFKA_SECURITY_PROTOCOL") or None,
+            kafka_sasl_mechanism=env.get("KAFKA_SASL_MECHANISM") or None,
+            kafka_sasl_username=env.get("KAFKA_SASL_USERNAME") or None,
+            kafka_sasl_password=env.get("KAFKA_SASL_PASSWORD") or None,
+            kafka_ssl_ca_location=env.get("KAFKA_SSL_CA_LOCATION") or None,
         )
         known = {f.name for f in fields(cls)}
         changes = {k: v for k, v in overrides.items() if v is not None and k in known}
@@ -100,6 +115,18 @@ class Settings:
             raise UserError(f"S3_ENDPOINT: '{self.s3_endpoint}' must be an http(s):// URL")
         if self.kafka_partitions < 1 or self.kafka_replication < 1:
             raise UserError("KAFKA_PARTITIONS and KAFKA_REPLICATION must be at least 1")
+
+    def kafka_client_config(self) -> dict[str, str]:
+        """librdkafka settings for any Kafka client: bootstrap plus the TLS/SASL settings that are set."""
+        conf = {"bootstrap.servers": self.kafka_bootstrap}
+        for key, value in (("security.protocol", self.kafka_security_protocol),
+                           ("sasl.mechanism", self.kafka_sasl_mechanism),
+                           ("sasl.username", self.kafka_sasl_username),
+                           ("sasl.password", self.kafka_sasl_password),
+                           ("ssl.ca.location", self.kafka_ssl_ca_location)):
+            if value:
+                conf[key] = value
+        return conf
 
     # Derived values, so callers never re-parse the raw strings.
     @property
@@ -153,6 +180,11 @@ class Settings:
             ("FLINK_REST_PORT", str(self.flink_rest_port)),
             ("DASHBOARD_PORT", str(self.dashboard_port)),
             ("DASHBOARD_HOST", self.dashboard_host),
+            ("KAFKA_SECURITY_PROTOCOL", self.kafka_security_protocol or "(unset: PLAINTEXT)"),
+            ("KAFKA_SASL_MECHANISM", self.kafka_sasl_mechanism or "(unset)"),
+            ("KAFKA_SASL_USERNAME", self.kafka_sasl_username or "(unset)"),
+            ("KAFKA_SASL_PASSWORD", "*" * 8 if self.kafka_sasl_password else "(unset)"),
+            ("KAFKA_SSL_CA_LOCATION", self.kafka_ssl_ca_location or "(unset)"),
         ]
 
 

@@ -75,7 +75,7 @@ class ConfluentBackend:
         self.counts = DeliveryCounts()
         self._producer = Producer(
             {
-                "bootstrap.servers": settings.kafka_bootstrap,
+                **settings.kafka_client_config(),  # bootstrap + TLS/SASL from configuration
                 "enable.idempotence": True,
                 "acks": "all",
                 "linger.ms": options.linger_ms,

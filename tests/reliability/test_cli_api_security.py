@@ -1,0 +1,221 @@
+"""Bad flags, bad URLs, unreachable services, hostile API parameters; and the security basics.
+
+Invariants:
+- a CLI given a bad flag, a bad URL or an unreachable service exits non-zero with one readable line on stderr
+  (no traceback) and writes nothing;
+- the API answers every write method with 405, unknown or SQL-shaped requests with 4xx, and changes nothing;
+- every local service listens on loopback only; the demo credentials appear nowhere in the repository but
+  pipeline/config.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import PROJECT_ROOT, Settings
+
+pytestmark = [pytest.mark.integration, pytest.mark.reliability]
+
+
+def run_cli(argv: list[str], env: dict[str, str] | None = None,
+            module: str = "pipeline") -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", module, *argv], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                          timeout=120, env={**os.environ, **(env or {})})
+
+
+CLI_CASES = [
+    # (argv, extra env, module, words in the error line)
+    (["--kafka-bootstrap", "127.0.0.1:1", "produce", "--count", "1", "--topic", "{topic}"], {}, "pipeline",
+     "cannot reach a broker"),
+    (["--kafka-bootstrap", "not-a-host-port", "produce", "--count", "1"], {}, "pipeline", "not host:port"),
+    (["--warehouse", "ftp://bucket/x", "config"], {}, "pipeline", "must start with file:// or s3://"),
+    (["--warehouse", "s3:///no-bucket", "config"], {}, "pipeline", "names no bucket"),
+    (["config"], {"S3_ENDPOINT": "javascript:alert(1)"}, "pipeline", "must be an http(s):// URL"),
+    (["config"], {"KAFKA_PARTITIONS": "six"}, "pipeline", "not a whole number"),
+    (["produce", "--rate", "-5"], {}, "pipeline", "--rate"),
+    (["produce", "--count", "1e99999"], {}, "pipeline", "--count"),
+    (["produce", "--invalid-fraction", "2"], {}, "pipeline", "--invalid-fraction"),
+    (["produce", "--start-time", "'; DROP TABLE x; --"], {}, "pipeline", "--start-time"),
+    (["clickhouse", "schema", "--database", "x; DROP DATABASE analytics"], {"CLICKHOUSE_URL": "http://127.0.0.1:1"},
+     "pipeline", "database"),
+    (["clickhouse", "schema"], {"CLICKHOUSE_URL": "http://127.0.0.1:1"}, "pipeline", "cannot connect"),
+    (["--kafka-bootstrap", "127.0.0.1:1", "--source-topic", "{topic}", "--bounded"], {}, "flink_job", "unreachable"),
+    (["--source-topic", "a'b", "--bounded"], {}, "flink_job", "quote"),
+]
+
+
+@pytest.mark.parametrize("argv, env, module, words", CLI_CASES,
+                         ids=[f"{m}:{' '.join(a)[:40]}{'+env' if e else ''}" for a, e, m, _ in CLI_CASES])
+def test_cli_errors_are_one_line_non_zero_and_write_nothing(services, unique_name, tmp_path, argv, env, module,
+                                                            words) -> None:
+    data_dir = tmp_path / "data"
+    argv = [a.replace("{topic}", unique_name) for a in argv]
+    proc = run_cli(argv, {"DATA_DIR": str(data_dir), **env}, module)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error:") or ": error:" in lines[0], lines[0]
+    assert words in lines[0], lines[0]
+    assert not data_dir.exists() or not any(data_dir.rglob("*.parquet"))
+    from confluent_kafka.admin import AdminClient
+
+    topics = AdminClient({"bootstrap.servers": services.kafka_bootstrap}).list_topics(timeout=10).topics
+    assert unique_name not in topics  # nothing was created on the way to the error
+
+
+# -- the API, served by a real ClickHouse service process on its own port and scratch directory ------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def service(services: Settings, tmp_path_factory):
+    from clickhouse import service_process
+
+    settings = replace(services, data_dir=tmp_path_factory.mktemp("ch-service"), dashboard_port=free_port(),
+                       clickhouse_url=None)
+    service_process.start(settings, extra_args=["--no-loader"])
+    try:
+        yield settings, service_process.url(settings)
+    finally:
+        service_process.stop(settings)
+
+
+def request(url: str, method: str = "GET", data: bytes | None = None) -> tuple[int, dict]:
+    req = urllib.request.Request(url, data=data, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            body = resp.read()
+            return resp.status, json.loads(body) if resp.headers.get_content_type() == "application/json" else {}
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+def api_paths(base: str) -> list[str]:
+    _, doc = request(base + "/openapi.json")
+    return [p.replace("{user_id}", "42") for p in doc["paths"]]
+
+
+def stored_rows(base: str) -> dict:
+    status, body = request(base + "/api/status")
+    assert status == 200
+    return {t["table"]: t.get("rows") for t in body["tables"]}
+
+
+def test_api_is_read_only_every_write_method_is_405(service) -> None:
+    _, base = service
+    before = stored_rows(base)
+    for path in ["/", "/healthz", "/openapi.json", *api_paths(base)]:
+        for method in ("POST", "PUT", "DELETE", "PATCH"):
+            status, body = request(base + path, method, data=b"DROP DATABASE analytics")
+            assert status == 405, (method, path, status)
+            assert "read-only" in body["error"]
+    assert stored_rows(base) == before
+
+
+HOSTILE = ["1;DROP TABLE analytics.user_aggregations", "1' OR '1'='1", "SELECT 1", "-1", "0", "99999999999999",
+           "1e9", "%00", "2024-13-45T99:00:00Z", "1969-12-31T23:59:59Z", "x" * 5000]
+
+
+def test_api_rejects_out_of_range_and_injection_shaped_parameters_with_4xx(service) -> None:
+    _, base = service
+    before = stored_rows(base)
+    checked = 0
+    for path in api_paths(base):
+        for name in ("limit", "from", "to", "window", "sql", "query", "q"):
+            for value in HOSTILE:
+                status, body = request(f"{base}{path}?{urllib.parse.urlencode({name: value})}")
+                if path == "/api/status" or name in ("sql", "query", "q"):
+                    assert status == 400 and "unknown parameter" in body["error"], (path, name, value, body)
+                else:
+                    assert 400 <= status < 500, (path, name, value, status, body)
+                checked += 1
+        for raw_id in ("0", "-1", "4294967296", "1;DROP", "1%20OR%201=1", "SELECT"):
+            status, _ = request(f"{base}/api/users/{raw_id}/activity")
+            assert status in (400, 404), raw_id
+    for path in ("/api/sql", "/api/query?q=SELECT%201", "/../pipeline/config.py", "/static/../../pyproject.toml"):
+        assert request(base + path)[0] == 404, path
+    assert checked > 300
+    assert stored_rows(base) == before
+
+
+# -- security basics -------------------------------------------------------------------------------------------------
+def listening_addresses(pid: int) -> set[str]:
+    """host:port of every listening TCP socket owned by ``pid`` or its descendants (/proc, no tools needed)."""
+    from scripts.faults import descendants
+
+    inodes = set()
+    for p in [pid, *descendants(pid)]:
+        for fd in Path(f"/proc/{p}/fd").glob("*"):
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    found = set()
+    for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
+        for line in Path(table).read_text().splitlines()[1:]:
+            cols = line.split()
+            if cols[3] != "0A" or cols[9] not in inodes:  # 0A = LISTEN
+                continue
+            hex_ip, hex_port = cols[1].split(":")
+            raw = bytes.fromhex(hex_ip)
+            if width == 8:
+                ip = socket.inet_ntop(socket.AF_INET, raw[::-1])
+            else:  # /proc prints IPv6 as four little-endian 32-bit words
+                ip = socket.inet_ntop(socket.AF_INET6, b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4)))
+            found.add(f"{ip}:{int(hex_port, 16)}")
+    return found
+
+
+def test_services_listen_on_loopback_only(services, service) -> None:
+    from clickhouse import service_process
+    from scripts.services import kafka, s3
+
+    ch_settings, _ = service
+    pids = {"kafka": kafka.process(services).pid(), "s3": s3.process(services).pid(),
+            "clickhouse": service_process.process(ch_settings).pid()}
+    for name, pid in pids.items():
+        if pid is None:
+            pytest.skip(f"{name} runs without our PID file (started elsewhere): cannot attribute its sockets")
+        addresses = listening_addresses(pid)
+        assert addresses, name
+        for address in addresses:
+            ip = address.rsplit(":", 1)[0]
+            assert ip in ("127.0.0.1", "::1", "::ffff:127.0.0.1"), (name, address)
+
+
+def test_demo_credentials_only_in_config() -> None:
+    from pipeline import config
+
+    for secret in (config._DEMO_S3_ACCESS_KEY, config._DEMO_S3_SECRET_KEY):
+        found = subprocess.run(["git", "grep", "-l", "-F", secret, "--", ".", ":!pipeline/config.py"],
+                               cwd=PROJECT_ROOT, capture_output=True, text=True)
+        assert found.returncode == 1 and not found.stdout, found.stdout  # 1 = no match
+
+
+def test_kafka_security_settings_are_passed_through() -> None:
+    settings = Settings.from_env({"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+                                  "KAFKA_SASL_USERNAME": "svc", "KAFKA_SASL_PASSWORD": "pw",
+                                  "KAFKA_SSL_CA_LOCATION": "/etc/ssl/ca.pem"})
+    conf = settings.kafka_client_config()
+    assert conf == {"bootstrap.servers": "127.0.0.1:9092", "security.protocol": "SASL_SSL",
+                    "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": "svc", "sasl.password": "pw",
+                    "ssl.ca.location": "/etc/ssl/ca.pem"}
+    assert "pw" not in dict(settings.describe()).values()
+    assert Settings.from_env({}).kafka_client_config() == {"bootstrap.servers": "127.0.0.1:9092"}
