@@ -75,7 +75,8 @@ def commands() -> dict[str, Command]:
     cmds: dict[str, Command] = {
         "services": ("start, stop or show the local Kafka and S3 servers", _services_args, _services_run),
         "config": ("print the effective configuration", _config_args, _config_run),
-        "demo": ("run the local demo (what ./run.sh calls)", _demo_args, _demo_run),
+        "demo": ("run the whole pipeline locally with a live status and a summary (what ./run.sh calls)",
+                 _demo_args, _demo_run),
     }
     for module_name in PART_CLI_MODULES:
         try:
