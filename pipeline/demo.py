@@ -102,7 +102,7 @@ def paimon_counts(settings: Settings) -> tuple[int, int]:
 def kafka_end_offsets(settings: Settings, topic: str) -> int:
     from confluent_kafka import Consumer, TopicPartition
 
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "pipeline-demo-status"})
+    consumer = Consumer({**settings.kafka_client_config(), "group.id": "pipeline-demo-status"})
     try:
         meta = consumer.list_topics(topic, timeout=5)
         total = 0
@@ -110,23 +110,6 @@ def kafka_end_offsets(settings: Settings, topic: str) -> int:
             _, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)
             total += high
         return total
-    finally:
-        consumer.close()
-
-
-def group_lag(settings: Settings, topic: str, group: str) -> int:
-    """Records in ``topic`` the consumer ``group`` has not committed yet (all of them if it never committed)."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group,
-                         "enable.auto.commit": False})
-    try:
-        parts = [TopicPartition(topic, p) for p in consumer.list_topics(topic, timeout=5).topics[topic].partitions]
-        lag = 0
-        for tp in consumer.committed(parts, timeout=10):
-            low, high = consumer.get_watermark_offsets(tp, timeout=5)
-            lag += high - (tp.offset if tp.offset >= 0 else low)
-        return lag
     finally:
         consumer.close()
 
@@ -174,7 +157,7 @@ class Demo:
 
         # Baseline for the invariant: whatever the job has not consumed yet (an earlier run's backlog)
         # plus what this run produces must all arrive in the lake.
-        self.backlog = group_lag(self.settings, RAW_TOPIC, JobConfig().group_id)
+        self.backlog = kafka.group_lag(self.settings, RAW_TOPIC, JobConfig().group_id)
         self.lake_counts_before = paimon_counts(self.settings)
         if self.backlog:
             self.say(f"the job has {self.backlog:,} earlier events to catch up on first")

@@ -28,25 +28,10 @@ from pathlib import Path
 from flink_job.job_config import JobConfig
 from pipeline.config import PROJECT_ROOT, Settings
 from scripts import faults
+from scripts.services.kafka import group_lag
 
 _COMPLETED = re.compile(r"Completed checkpoint (\d+) for job ([0-9a-f]{32}) .*?checkpointDuration=(\d+) ms")
 MIB = 1024 * 1024
-
-
-def kafka_lag(settings: Settings, group: str, topic: str) -> int:
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer = Consumer({**settings.kafka_client_config(), "group.id": group})
-    try:
-        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        tps = [TopicPartition(topic, p) for p in parts]
-        lag = 0
-        for tp in consumer.committed(tps, timeout=10):
-            low, high = consumer.get_watermark_offsets(tp, timeout=10)
-            lag += high - (tp.offset if tp.offset >= 0 else low)
-        return lag
-    finally:
-        consumer.close()
 
 
 def checkpoint_durations(job_id: str | None, log_dir: Path) -> list[int]:
@@ -119,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             sample = {"t_s": round(time.monotonic() - started),
                       "job_rss_mib": faults.tree_rss_bytes(job_proc.pid) / MIB,
                       "producer_rss_mib": faults.tree_rss_bytes(producer.pid) / MIB,
-                      "lag": kafka_lag(base, job.group_id, job.source_topic),
+                      "lag": group_lag(base, job.source_topic, job.group_id),
                       "checkpoints": len(checkpoint_durations(job_id, faults.flink_log_dir(job_proc.log))),
                       "files": files,
                       "snapshots": snapshots}
@@ -135,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         while time.monotonic() < deadline and rows < acked:
             time.sleep(5)
             rows = lake_count(settings)
-        final_lag = kafka_lag(base, job.group_id, job.source_topic)
+        final_lag = group_lag(base, job.source_topic, job.group_id)
         end_rss = faults.tree_rss_bytes(job_proc.pid) / MIB
     finally:
         if producer.poll() is None:

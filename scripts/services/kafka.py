@@ -150,3 +150,19 @@ def status(settings: Settings) -> str:
     pid = process(settings).pid()
     state = "healthy" if healthy(settings) else "not answering"
     return f"kafka: {'pid ' + str(pid) if pid else 'no pid file'}, {state} on {settings.kafka_bootstrap}"
+
+
+def group_lag(settings: Settings, topic: str, group: str) -> int:
+    """Records of ``topic`` that consumer ``group`` has not committed (all of them if it never committed)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({**settings.kafka_client_config(), "group.id": group, "enable.auto.commit": False})
+    try:
+        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        lag = 0
+        for tp in consumer.committed([TopicPartition(topic, p) for p in parts], timeout=10):
+            low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            lag += high - (tp.offset if tp.offset >= 0 else low)
+        return lag
+    finally:
+        consumer.close()
