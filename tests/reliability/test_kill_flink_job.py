@@ -9,18 +9,30 @@ Paimon commits on checkpoints, so the restart restores from the checkpoint (``--
 Kafka group offsets alone. The job runs unbounded, as in production (a restored *bounded* Kafka source never
 signals its end: FLINK-31006, open in connector 4.0.1); it is stopped once it has committed everything, and
 one later event per partition closes the windows that are compared.
+
+The events arrive at a steady rate while the first job runs, and the job is killed right after its first
+checkpoint that committed rows to Paimon: it has then read, written and aggregated records that no checkpoint
+covers, whatever the speed of the box. Every wait is on a condition (a checkpoint in the job's log, the row
+count of Paimon's latest snapshot), bounded, and a timeout says what was seen.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
 import subprocess
 import sys
-from dataclasses import replace
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
 
 import pytest
 
-from pipeline.config import PROJECT_ROOT
+from pipeline.config import PROJECT_ROOT, Settings
 from producer.action_types import ACTION_TYPES
 from scripts import faults
 from tests.reliability.conftest import (
@@ -31,79 +43,209 @@ from tests.reliability.conftest import (
     exact_raw_counts,
     job_for,
     lake_rows,
+    lake_table,
     load_aggregates,
     produce,
     reconcile_job,
-    wait_for,
 )
 
-# slow: two job start-ups and 100k events; several minutes when other work loads this 2-core box.
+# slow: two job start-ups (up to 2 min each on this 2-core box when other work loads it) and a minute of paced
+# production: 3.5-5 min in all at load average 10-23.
 pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.slow]
 
-EVENTS = 100_000
+EVENTS = 25_000
+RATE = 400  # events/s: about a minute of production, so the kill lands while records still arrive
 PARTITIONS = 3
 CLOSE_MS = 8 * 3_600_000  # the produced events span well under this (checked by the reconcile count)
+CHECKPOINT_INTERVAL = "5 s"  # Paimon commits on every checkpoint: short, but not back to back under load
+
+# Bounded waits, generous for a loaded box (other Flink jobs may share the 2 cores).
+JOB_START_TIMEOUT = 300  # job process start -> first completed checkpoint (all tasks running)
+FIRST_COMMIT_TIMEOUT = 240  # production start -> first rows committed to Paimon
+PRODUCER_TIMEOUT = EVENTS / RATE + 240
+CATCH_UP_TIMEOUT = 600  # restored job: every row committed
+CHECKPOINT_TIMEOUT = 180
+LOADER_TIMEOUT = 300
+
+_COMPLETED = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*?Completed checkpoint (\d+) for job "
+                        r"([0-9a-f]{32}) .*?checkpointDuration=(\d+) ms", re.MULTILINE)
 
 
-def produce_with_cli(settings, topic: str, count: int, start_ms: int, tmp_path, extra: tuple[str, ...] = ()) -> dict:
-    """``pipeline produce`` as a user runs it; returns its JSON summary (every record acknowledged)."""
-    summary = tmp_path / f"produce-{topic}.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "pipeline", "--kafka-bootstrap", settings.kafka_bootstrap, "produce",
-         "--topic", topic, "--count", str(count), "--users", "20000", "--seed", "8", "--start-time", str(start_ms),
-         "--sim-rate", "50", "--backend", "confluent", "--quiet", "--summary-json", str(summary), *extra],
-        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    result = json.loads(summary.read_text())
-    assert result["acked"] == count and result["failed"] == 0, result
-    return result
+@dataclass(frozen=True)
+class Checkpoint:
+    """A checkpoint the job's own Flink log reports completed: its ``_metadata`` was finalized before the line."""
+
+    job_id: str
+    number: int
+    duration_ms: int
+    at: float  # epoch seconds of the log line (Flink logs in the machine's local time)
+
+    def path(self, checkpoint_dir: Path) -> Path:
+        return checkpoint_dir / self.job_id / f"chk-{self.number}"
+
+
+def logged_checkpoints(job: faults.JobProcess) -> list[Checkpoint]:
+    """Completed checkpoints of one job, oldest first, from its own Flink log (scripts.faults.start_job)."""
+    logs = sorted(faults.flink_log_dir(job.log).glob("*.log*"))
+    text = "".join(p.read_text(errors="replace") for p in logs)
+    return [Checkpoint(m.group(3), int(m.group(2)), int(m.group(4)),
+                       datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp())
+            for m in _COMPLETED.finditer(text)]
+
+
+def newest_checkpoint(job: faults.JobProcess) -> int:
+    return max((c.number for c in logged_checkpoints(job)), default=0)
+
+
+def committed_rows(settings: Settings) -> int:
+    """Rows of lake.user_actions in Paimon's latest snapshot, from metadata only (cheap enough to poll).
+
+    Appends only: compaction rewrites files but keeps the total. 0 before the job created the table.
+    """
+    from pypaimon.catalog.catalog_exception import TableNotExistException
+
+    try:
+        snapshots = lake_table(settings, "user_actions").snapshot_manager()
+    except TableNotExistException:
+        return 0
+    latest = snapshots.get_latest_snapshot()
+    if latest is None:
+        return 0
+    while (newer := snapshots.get_snapshot_by_id(latest.id + 1)) is not None:  # the LATEST hint may lag
+        latest = newer
+    return latest.total_record_count
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str, state: Callable[[], str],
+               every: float = 1.0) -> float:
+    """Poll ``check`` until true; returns the seconds it took. On timeout, fail with what was seen."""
+    start = time.monotonic()
+    while not check():
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for: {what}; seen: {state()}")
+        time.sleep(every)
+    return time.monotonic() - start
+
+
+def log_tail(path: Path, chars: int = 3000) -> str:
+    return path.read_text(errors="replace")[-chars:] if path.exists() else "(no log)"
+
+
+def start_producer(settings: Settings, topic: str, start_ms: int, tmp_path: Path) -> subprocess.Popen:
+    """``pipeline produce`` as a user runs it, paced at RATE, in its own session (stopped by its PID)."""
+    argv = [sys.executable, "-m", "pipeline", "--kafka-bootstrap", settings.kafka_bootstrap, "produce",
+            "--topic", topic, "--count", str(EVENTS), "--rate", str(RATE), "--users", "20000", "--seed", "8",
+            "--start-time", str(start_ms), "--sim-rate", "50", "--backend", "confluent", "--quiet",
+            "--summary-json", str(tmp_path / "produce.json")]
+    with open(tmp_path / "produce.log", "ab") as out:
+        return subprocess.Popen(argv, cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+def stop_process_group(popen: subprocess.Popen) -> None:
+    """SIGKILL a child started in its own session (its PID is its process group), then reap it."""
+    if popen.poll() is None:
+        try:
+            os.killpg(popen.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    popen.wait(30)
 
 
 def test_kill_9_mid_run_then_restore_from_checkpoint_loses_and_duplicates_nothing(
         services, unique_name, tmp_path, chdb_scratch) -> None:
     settings = replace(services, paimon_warehouse=f"file://{tmp_path}/wh", data_dir=tmp_path / "data")
     checkpoints = tmp_path / "checkpoints"
-    # Unbounded, as in production: a restored bounded Kafka source never signals its end (FLINK-31006), and its
-    # finished splits stop emitting watermarks, so the last windows would never fire.
-    job = job_for(unique_name, checkpoint_interval="2 s", checkpoint_dir=checkpoints.as_uri(), parallelism=2,
-                  bounded=False)
+    job = job_for(unique_name, checkpoint_interval=CHECKPOINT_INTERVAL, checkpoint_dir=checkpoints.as_uri(),
+                  parallelism=2, bounded=False)
     create_topics(services, job, source_partitions=PARTITIONS)
     t0 = day_ago_slot()
-    produce_with_cli(services, job.source_topic, EVENTS, t0 + 60_000, tmp_path)  # (+1 min: clear of jitter)
-    # One later event per partition moves the watermark past every window before CLOSE_MS, so they all fire.
-    closing = [event(EVENTS + p, 1 + p, ACTION_TYPES[0], t0 + CLOSE_MS) for p in range(PARTITIONS)]
-    for p, e in enumerate(closing):
-        produce(services, job.source_topic, [encode(e)], partition=p)
-    total = EVENTS + len(closing)
+    total = EVENTS + PARTITIONS  # + one closing event per partition
+    took: dict[str, float] = {}
+    first: faults.JobProcess | None = None
+    second: faults.JobProcess | None = None
+    producer: subprocess.Popen | None = None
 
-    first = faults.start_job(settings, job, tmp_path / "job-1.log")
+    def seen(job_proc: faults.JobProcess | None) -> str:
+        done = logged_checkpoints(job_proc) if job_proc else []
+        return (f"{committed_rows(settings):,} of {total:,} rows committed; checkpoints completed "
+                f"{[c.number for c in done]}; job alive {job_proc.alive() if job_proc else None}; producer "
+                f"{'running' if producer and producer.poll() is None else 'done'}; job log tail:\n"
+                + (log_tail(job_proc.log) if job_proc else ""))
+
     try:
-        checkpoint = faults.wait_for_checkpoint(checkpoints, first, timeout=180, after=1)
-        assert first.alive(), "the job finished before it could be killed mid-run: raise EVENTS"
-    finally:
+        # 1. The job starts on the empty topic; its first checkpoint means every task runs.
+        first = faults.start_job(settings, job, tmp_path / "job-1.log")
+        took["job 1 start-up"] = wait_until(lambda: bool(logged_checkpoints(first)) or not first.alive(),
+                                            JOB_START_TIMEOUT, "job 1's first checkpoint", lambda: seen(first))
+        assert first.alive(), seen(first)
+
+        # 2. Records arrive at RATE; kill -9 right after the first checkpoint that committed rows to Paimon.
+        producer = start_producer(services, job.source_topic, t0 + 60_000, tmp_path)  # (+1 min: clear of jitter)
+        took["production start -> first commit"] = wait_until(
+            lambda: committed_rows(settings) > 0 or not first.alive(), FIRST_COMMIT_TIMEOUT,
+            "job 1 to commit rows to Paimon", lambda: seen(first), every=0.2)
+        assert first.alive(), seen(first)
         first.kill9()
-    committed_at_kill, _ = exact_raw_counts(settings)
-    assert committed_at_kill < total, "everything was committed before the kill: raise EVENTS"
+        committed_at_kill = committed_rows(settings)
+        producing_at_kill = producer.poll() is None
+        done = logged_checkpoints(first)
+        assert done, seen(first)
+        checkpoint = done[-1].path(checkpoints)
+        assert (checkpoint / "_metadata").exists(), f"{checkpoint} is not retained: {list(checkpoints.rglob('*'))}"
+        assert committed_at_kill < EVENTS, f"all {committed_at_kill} rows were committed before the kill: lower RATE"
 
-    second = faults.start_job(settings, replace(job, restore_from=str(checkpoint)), tmp_path / "job-2.log")
-    try:
-        wait_for(lambda: exact_raw_counts(settings)[0] >= total or not second.alive(), 900, "restored job caught up",
-                 every=2)
-        assert second.alive(), (tmp_path / "job-2.log").read_text()[-3000:]
-        # one more checkpoint: the window results fired by the last watermark are flushed to Kafka with it
-        last = faults.completed_checkpoints(checkpoints)[-1]
-        faults.wait_for_checkpoint(checkpoints, second, timeout=60, after=int(last.name.split("-")[1]))
+        # 3. Restart from the retained checkpoint while records may still arrive.
+        t_restart, restarted_at = time.monotonic(), time.time()
+        second = faults.start_job(settings, replace(job, restore_from=str(checkpoint)), tmp_path / "job-2.log")
+        try:
+            rc = producer.wait(PRODUCER_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"the producer did not finish within {PRODUCER_TIMEOUT:.0f} s: "
+                                 f"{log_tail(tmp_path / 'produce.log')}") from None
+        produced = json.loads((tmp_path / "produce.json").read_text())
+        assert rc == 0 and produced["acked"] == EVENTS and produced["failed"] == 0, \
+            (rc, produced, log_tail(tmp_path / "produce.log"))
+        # One later event per partition moves the watermark past every window before CLOSE_MS, so they all fire.
+        for p in range(PARTITIONS):
+            produce(services, job.source_topic, [encode(event(EVENTS + p, 1 + p, ACTION_TYPES[0], t0 + CLOSE_MS))],
+                    partition=p)
+
+        wait_until(lambda: committed_rows(settings) >= total or not second.alive(), CATCH_UP_TIMEOUT,
+                   f"the restored job to commit all {total:,} rows", lambda: seen(second), every=2)
+        took["restart -> all rows committed"] = time.monotonic() - t_restart
+        assert second.alive(), seen(second)
+        # Two more checkpoints: the windows fired by the closing events' watermark are flushed to Kafka with them.
+        last = newest_checkpoint(second)
+        wait_until(lambda: newest_checkpoint(second) >= last + 2 or not second.alive(),
+                   CHECKPOINT_TIMEOUT, f"checkpoint {last + 2} of the restored job", lambda: seen(second))
+        assert second.alive(), seen(second)
+        restored_checkpoints = logged_checkpoints(second)
+        took["restart -> restored job's first checkpoint"] = restored_checkpoints[0].at - restarted_at
     finally:
-        second.kill9()
+        for proc in (first, second):
+            if proc is not None:
+                proc.kill9()
+        if producer is not None:
+            stop_process_group(producer)
 
     rows, distinct = exact_raw_counts(settings)
-    assert (rows, distinct) == (total, total), f"committed at kill: {committed_at_kill}"
+    assert (rows, distinct) == (total, total), \
+        f"lake rows {rows:,}, distinct event_ids {distinct:,}, expected {total:,}; " \
+        f"committed at kill {committed_at_kill:,}"
     assert lake_rows(settings, "user_actions_rejected", ["reason"]).num_rows == 0
 
-    scratch = load_aggregates(chdb_scratch, job)
+    t_load = time.monotonic()
+    scratch = load_aggregates(chdb_scratch, job, timeout=LOADER_TIMEOUT)
     result = reconcile_job(settings, scratch, t0, t0 + CLOSE_MS - 1)
+    took["load + reconcile"] = time.monotonic() - t_load
     assert result.ok, "\n".join(result.lines())
     assert result.events_scanned == EVENTS
-    print(f"killed after {checkpoint.name} with {committed_at_kill} of {total} rows committed; "
-          f"restored: {rows} rows, {distinct} distinct; reconcile OK over {result.events_scanned} events")
+
+    durations = sorted(c.duration_ms for c in done + restored_checkpoints)
+    print(f"killed after checkpoint {done[-1].number} with {committed_at_kill:,} of {total:,} rows committed "
+          f"(producer {'still running' if producing_at_kill else 'done'}); restored: {rows:,} rows, "
+          f"{distinct:,} distinct; reconcile OK over {result.events_scanned:,} events")
+    print(f"checkpoints: job 1 {len(done)}, restored job {len(restored_checkpoints)}; duration ms median "
+          f"{durations[len(durations) // 2]}, max {durations[-1]}")
+    print("took: " + ", ".join(f"{k} {v:.1f} s" for k, v in took.items()))
