@@ -89,21 +89,36 @@ def run_one(kind: str, settings: Settings, job: JobConfig) -> dict:
     start = time.monotonic()
     statement_set.execute().wait()
     seconds = time.monotonic() - start
-    return {"seconds": seconds, "peak_rss_mb": _peak_java_rss_mb()}
+    jvm = _java_child()
+    return {"seconds": seconds, "peak_rss_mb": _peak_rss_mb(jvm), "cpu_seconds": _cpu_seconds(jvm)}
 
 
-def _peak_java_rss_mb() -> float:
-    """VmHWM of the JVM child (the PyFlink gateway that hosts the mini-cluster)."""
-    me, peak = os.getpid(), 0
-    for status in Path("/proc").glob("[0-9]*/status"):
+def _java_child() -> Path | None:
+    """/proc/<pid> of the JVM child (the PyFlink gateway that hosts the mini-cluster)."""
+    me = str(os.getpid())
+    for proc in Path("/proc").glob("[0-9]*"):
         try:
-            text = status.read_text()
+            fields = dict(line.split(":", 1) for line in (proc / "status").read_text().splitlines() if ":" in line)
         except OSError:
             continue
-        fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-        if fields.get("PPid", "").strip() == str(me) and "java" in fields.get("Name", ""):
-            peak = max(peak, int(fields.get("VmHWM", "0 kB").split()[0]))
-    return peak / 1024
+        if fields.get("PPid", "").strip() == me and "java" in fields.get("Name", ""):
+            return proc
+    return None
+
+
+def _peak_rss_mb(jvm: Path | None) -> float:
+    if jvm is None:
+        return 0.0
+    fields = dict(line.split(":", 1) for line in (jvm / "status").read_text().splitlines() if ":" in line)
+    return int(fields.get("VmHWM", "0 kB").split()[0]) / 1024
+
+
+def _cpu_seconds(jvm: Path | None) -> float:
+    """User + system CPU of the JVM so far: per event, the cost figure that other load on the box hardly skews."""
+    if jvm is None:
+        return 0.0
+    stat = (jvm / "stat").read_text().rsplit(")", 1)[1].split()
+    return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def child(kind: str, settings: Settings, job: JobConfig) -> dict:
@@ -160,10 +175,11 @@ def main() -> int:
     full = child("job", settings, job)
     files, avg = paimon_files(warehouse)
     base_rate, job_rate = args.events / base["seconds"], args.events / full["seconds"]
-    print(f"baseline Kafka -> blackhole : {base_rate:>10,.0f} events/s ({base['seconds']:.1f}s, "
-          f"peak JVM {base['peak_rss_mb']:,.0f} MiB)")
-    print(f"job (Paimon + rejected + 3 aggregates): {job_rate:>10,.0f} events/s ({full['seconds']:.1f}s, "
-          f"peak JVM {full['peak_rss_mb']:,.0f} MiB)")
+    for name, run, rate in (("baseline Kafka -> blackhole", base, base_rate),
+                            ("job (Paimon + rejected + 3 aggregates)", full, job_rate)):
+        print(f"{name}: {rate:>10,.0f} events/s ({run['seconds']:.1f}s, peak JVM {run['peak_rss_mb']:,.0f} MiB, "
+              f"JVM CPU {run['cpu_seconds']:.0f}s = {run['cpu_seconds'] * 1e6 / args.events:.0f} us/event "
+              "incl. start-up)")
     print(f"ratio job/baseline: {job_rate / base_rate:.2f}   (targets: >= 100,000 events/s and >= 0.5)")
     print(f"Paimon user_actions files: {files}, average {avg / 1e6:.2f} MB; parallelism {args.parallelism}, "
           f"state backend {args.state_backend}; load average {os.getloadavg()[0]:.2f} (box shared with Kafka)")

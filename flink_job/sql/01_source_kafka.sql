@@ -11,9 +11,11 @@ CREATE TEMPORARY TABLE kafka_user_actions (
   kafka_timestamp TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
   -- Never NULL: the rowtime crosses to_data_stream (pipeline.py), which fails on a NULL rowtime and would restart
   -- the job for ever. No usable timestamp = 1970-01-01, below any watermark; checked_records rejects it (event_ms).
-  event_time AS COALESCE(TO_TIMESTAMP_LTZ(TRY_CAST(REGEXP_EXTRACT(
-      JSON_QUERY(CAST(raw_value AS STRING), '$.timestamp' WITH UNCONDITIONAL ARRAY WRAPPER),
-      '^\[([0-9]{1,13})\]$', 1) AS BIGINT), 3), TO_TIMESTAMP_LTZ(0, 3)),
+  -- JSON_VALUE, clamped to 13 digits so TO_TIMESTAMP_LTZ cannot overflow; checked_records requires it to equal the
+  -- strictly typed field (event_ms), so a valid event's rowtime is exactly its timestamp.
+  event_time AS COALESCE(TO_TIMESTAMP_LTZ(LEAST(GREATEST(
+      TRY_CAST(JSON_VALUE(CAST(raw_value AS STRING), '$.timestamp') AS BIGINT),
+      0), 9999999999999), 3), TO_TIMESTAMP_LTZ(0, 3)),
   -- A timestamp a day or more past its record's Kafka timestamp is rejected (04_checked_records.sql) and must not
   -- move the watermark either: one far-future event would make every later window late. A NULL watermark is skipped.
   WATERMARK FOR event_time AS CASE WHEN event_time < kafka_timestamp + INTERVAL '1' DAY

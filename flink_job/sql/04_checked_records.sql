@@ -8,7 +8,7 @@ SELECT
     WHEN CAST(json_text AS BYTES) <> raw_value THEN 'invalid UTF-8'
     WHEN user_id BETWEEN 1 AND {{max_user_id}} AND action_type IN ({{action_types}})
          AND event_ms BETWEEN 0 AND 9999999999999 AND event_time < kafka_timestamp + INTERVAL '1' DAY
-         AND CHAR_LENGTH(event_id) BETWEEN 1 AND 64
+         AND event_time = TO_TIMESTAMP_LTZ(event_ms, 3) AND CHAR_LENGTH(event_id) BETWEEN 1 AND 64
       THEN CAST(NULL AS STRING)
     -- all six fields have the right JSON types, a value is wrong:
     WHEN action_type IS NOT NULL THEN CASE
@@ -17,6 +17,8 @@ SELECT
       -- before 1970, more than 13 digits, or a day or more past the record's Kafka timestamp (see 01_source_kafka.sql)
       WHEN event_ms IS NULL OR event_ms NOT BETWEEN 0 AND 9999999999999
         OR event_time >= kafka_timestamp + INTERVAL '1' DAY THEN 'timestamp out of range'
+      -- the rowtime (01_source_kafka.sql) is not the typed field, e.g. a duplicate "timestamp" key
+      WHEN event_time <> TO_TIMESTAMP_LTZ(event_ms, 3) THEN 'ambiguous timestamp'
       ELSE 'event_id empty or longer than 64 characters' END
     WHEN NOT (json_text IS JSON) THEN 'unparseable JSON'
     WHEN NOT (json_text IS JSON OBJECT) THEN 'not a JSON object'
