@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 MAX_USER_ID = 30_000_000
 
-# Types of the contract fields as canonical JSON (see 02_checked_records.sql): groups 1-6 are action_type,
+# Types of the contract fields as canonical JSON (see 03_parsed_records.sql): groups 1-6 are action_type,
 # device_info, event_id, metadata, timestamp, user_id.
 FIELDS_PATTERN = (
     r'^\{"action_type":"([^"\\]*)","device_info":(\{.*\}),"event_id":"([^"\\]*)",'
@@ -28,7 +28,21 @@ FIELDS_PATTERN = (
 )
 
 
+# flink-sql-connector-kafka relocates Kafka's classes; the JAAS login module must be named with this prefix.
+KAFKA_SHADED_PREFIX = "org.apache.flink.kafka.shaded."
+
+
+def kafka_security_options(settings: Settings) -> dict[str, str]:
+    """TLS/SASL settings from the configuration as Kafka table options (empty for a PLAINTEXT broker)."""
+    return {f"properties.{k}": v for k, v in settings.kafka_java_properties(KAFKA_SHADED_PREFIX).items()}
+
+
+def _options_sql(options: dict[str, str]) -> str:
+    return ",\n  ".join(f"{sql_text.sql_literal(k)} = {sql_text.sql_literal(v)}" for k, v in options.items())
+
+
 def sql_params(settings: Settings, job: JobConfig) -> dict[str, str]:
+    security = kafka_security_options(settings)
     kafka_sink = {
         "connector": "kafka",
         "properties.bootstrap.servers": settings.kafka_bootstrap,
@@ -40,6 +54,7 @@ def sql_params(settings: Settings, job: JobConfig) -> dict[str, str]:
         "sink.delivery-guarantee": "at-least-once",
         "properties.linger.ms": "50",
         "properties.compression.type": "lz4",
+        **security,
     }
     return {
         "source_topic": job.source_topic,
@@ -51,7 +66,8 @@ def sql_params(settings: Settings, job: JobConfig) -> dict[str, str]:
         "fields_pattern": FIELDS_PATTERN.replace("'", "''"),
         "max_user_id": str(MAX_USER_ID),
         "action_types": ", ".join(sql_text.sql_literal(a) for a in job.valid_action_types()),
-        "kafka_sink_options": ",\n  ".join(f"'{k}' = '{v}'" for k, v in kafka_sink.items()),
+        "kafka_sink_options": _options_sql(kafka_sink),
+        "kafka_source_security_options": "".join(f",\n  {_options_sql({k: v})}" for k, v in security.items()),
         "user_aggregations_topic": job.user_aggregations_topic,
         "user_action_aggregations_topic": job.user_action_aggregations_topic,
         "realtime_aggregations_topic": job.realtime_aggregations_topic,

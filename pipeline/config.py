@@ -128,6 +128,29 @@ class Settings:
                 conf[key] = value
         return conf
 
+    def kafka_java_properties(self, class_prefix: str = "") -> dict[str, str]:
+        """The same TLS/SASL settings as Kafka's Java client properties (the Flink job's Kafka tables).
+
+        ``class_prefix``: where a bundle relocates Kafka's classes (flink-sql-connector-kafka shades them under
+        ``org.apache.flink.kafka.shaded.``), so the JAAS login module is named as the bundle knows it.
+        A CA file is read as a PEM trust store (Java client 2.7+), the same file librdkafka takes.
+        """
+        props: dict[str, str] = {}
+        if self.kafka_security_protocol:
+            props["security.protocol"] = self.kafka_security_protocol
+        if self.kafka_sasl_mechanism:
+            props["sasl.mechanism"] = self.kafka_sasl_mechanism
+            module = ("plain.PlainLoginModule" if self.kafka_sasl_mechanism.upper() == "PLAIN"
+                      else "scram.ScramLoginModule")
+            user = (self.kafka_sasl_username or "").replace("\\", "\\\\").replace('"', '\\"')
+            password = (self.kafka_sasl_password or "").replace("\\", "\\\\").replace('"', '\\"')
+            props["sasl.jaas.config"] = (f"{class_prefix}org.apache.kafka.common.security.{module} required "
+                                         f'username="{user}" password="{password}";')
+        if self.kafka_ssl_ca_location:
+            props["ssl.truststore.type"] = "PEM"
+            props["ssl.truststore.location"] = self.kafka_ssl_ca_location
+        return props
+
     # Derived values, so callers never re-parse the raw strings.
     @property
     def warehouse_is_s3(self) -> bool:

@@ -31,5 +31,5 @@ CREATE TEMPORARY TABLE kafka_user_actions (
   'key.format' = 'raw',
   'key.fields' = 'raw_key',
   'value.format' = 'raw',
-  'value.fields-include' = 'EXCEPT_KEY'
+  'value.fields-include' = 'EXCEPT_KEY'{{kafka_source_security_options}}
 );

@@ -219,3 +219,36 @@ def test_kafka_security_settings_are_passed_through() -> None:
                     "ssl.ca.location": "/etc/ssl/ca.pem"}
     assert "pw" not in dict(settings.describe()).values()
     assert Settings.from_env({}).kafka_client_config() == {"bootstrap.servers": "127.0.0.1:9092"}
+
+
+def test_flink_job_kafka_tables_get_the_security_settings() -> None:
+    """The job's Kafka source and sinks carry the same settings, as the Java client (shaded in the connector)
+    reads them; the login module named must exist in the connector jar."""
+    import zipfile
+
+    from flink_job import pipeline, sql_text
+    from flink_job.job_config import JobConfig
+
+    settings = Settings.from_env({"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+                                  "KAFKA_SASL_USERNAME": "svc", "KAFKA_SASL_PASSWORD": "p'w\"x",
+                                  "KAFKA_SSL_CA_LOCATION": "/etc/ssl/ca.pem"})
+    options = pipeline.kafka_security_options(settings)
+    jaas = options.pop("properties.sasl.jaas.config")
+    assert options == {"properties.security.protocol": "SASL_SSL", "properties.sasl.mechanism": "SCRAM-SHA-512",
+                       "properties.ssl.truststore.type": "PEM", "properties.ssl.truststore.location": "/etc/ssl/ca.pem"}
+    module = jaas.split()[0]
+    assert jaas == f'{module} required username="svc" password="p\'w\\"x";'
+    jar = next((Settings.from_env().jars_dir / "flink").glob("flink-sql-connector-kafka-*.jar"), None)
+    if jar is not None:  # fetched by scripts/setup.sh
+        assert module.replace(".", "/") + ".class" in zipfile.ZipFile(jar).namelist()
+
+    params = pipeline.sql_params(settings, JobConfig(action_types=("click",)))
+    rendered = [sql_text.render(path.read_text(), params) for path in sql_text.sql_files()]
+    kafka_tables = [sql for sql in rendered if "'connector' = 'kafka'" in sql]
+    assert len(kafka_tables) == 4  # the source and the three aggregate sinks
+    for sql in kafka_tables:
+        assert "'properties.security.protocol' = 'SASL_SSL'" in sql
+        assert "password=\"p''w\\\"x\";'" in sql  # the quote doubled inside the SQL literal
+
+    plain = pipeline.sql_params(Settings.from_env({}), JobConfig(action_types=("click",)))
+    assert plain["kafka_source_security_options"] == "" and "security" not in plain["kafka_sink_options"]
