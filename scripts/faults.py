@@ -7,11 +7,16 @@ process-group id and the PyFlink gateway JVM it launches is in that group) and k
 from __future__ import annotations
 
 import os
+import random
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from flink_job.job_config import JobConfig
@@ -116,3 +121,78 @@ def descendants(pid: int) -> list[int]:
             out.append(child)
             todo.append(child)
     return out
+
+
+@dataclass
+class Outage:
+    """Timings of one stop / down / start of a service (seconds)."""
+
+    stop_s: float  # the stop call: SIGTERM by PID file until the process is gone
+    down_s: float  # from the stop returning to the start call
+    start_s: float  # the start call, until the service answered again
+    began: float  # wall clock (epoch s) when the stop was called
+    ended: float  # wall clock when the service answered again
+
+    def covers(self, at: float) -> bool:
+        """True if the wall-clock time ``at`` falls while the service was stopped or starting."""
+        return self.began <= at <= self.ended
+
+
+def outage(stop: Callable[[], object], start: Callable[[], object], down_s: float) -> Outage:
+    """Stop a service, keep it down ``down_s`` seconds, start it again (the service module's own stop/start)."""
+    began, t0 = time.time(), time.monotonic()
+    stop()
+    t1 = time.monotonic()
+    time.sleep(down_s)
+    t2 = time.monotonic()
+    start()
+    return Outage(t1 - t0, t2 - t1, time.monotonic() - t2, began, time.time())
+
+
+def free_loopback_port(span: int = 1) -> int:
+    """A port P with P..P+span-1 free on 127.0.0.1 (Kafka takes P and P+1): a private service for a fault
+    test, so stopping it never disturbs the shared one that other tests and jobs use."""
+    for _ in range(200):
+        base = random.randrange(20_000, 40_000 - span)
+        socks = []
+        try:
+            for port in range(base, base + span):
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                socks.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError(f"no {span} consecutive free loopback ports found")
+
+
+# Flink 2.0's DefaultScheduler logs one of these per failure it recovers from by its restart strategy
+_FAILOVER = re.compile(r"tasks will be restarted to recover (?:the failed task|from a global failure)")
+
+
+def job_failovers(job: JobProcess) -> int:
+    """How often the job's own Flink log saw it fail and restart (Flink's restart strategy, no restore by us)."""
+    log_dir = flink_log_dir(job.log)
+    return sum(len(_FAILOVER.findall(p.read_text(errors="replace"))) for p in sorted(log_dir.glob("*.log*")))
+
+
+_COMPLETED = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*?Completed checkpoint (\d+) for job "
+                        r"[0-9a-f]{32} .*?checkpointDuration=(\d+) ms", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class LoggedCheckpoint:
+    number: int
+    duration_ms: int
+    at: float  # epoch seconds of the log line (Flink logs in the machine's local time)
+
+
+def logged_checkpoints(job: JobProcess) -> list[LoggedCheckpoint]:
+    """Every checkpoint the job completed, from its own Flink log: the directories keep only the newest one."""
+    text = "".join(p.read_text(errors="replace") for p in sorted(flink_log_dir(job.log).glob("*.log*")))
+    return [LoggedCheckpoint(int(m.group(2)), int(m.group(3)),
+                             datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp())
+            for m in _COMPLETED.finditer(text)]
