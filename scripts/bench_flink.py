@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 import time
@@ -90,7 +91,8 @@ def run_one(kind: str, settings: Settings, job: JobConfig) -> dict:
     statement_set.execute().wait()
     seconds = time.monotonic() - start
     jvm = _java_child()
-    return {"seconds": seconds, "peak_rss_mb": _peak_rss_mb(jvm), "cpu_seconds": _cpu_seconds(jvm)}
+    return {"seconds": seconds, "peak_rss_mb": _peak_rss_mb(jvm), "cpu_seconds": _cpu_seconds(jvm),
+            "cpu_by_thread": _cpu_by_thread(jvm)}
 
 
 def _java_child() -> Path | None:
@@ -111,6 +113,21 @@ def _peak_rss_mb(jvm: Path | None) -> float:
         return 0.0
     fields = dict(line.split(":", 1) for line in (jvm / "status").read_text().splitlines() if ":" in line)
     return int(fields.get("VmHWM", "0 kB").split()[0]) / 1024
+
+
+def _cpu_by_thread(jvm: Path | None, top: int = 8) -> dict[str, float]:
+    """CPU seconds per JVM thread name (as the kernel keeps it: 15 characters, digits folded), the largest first:
+    where the job's CPU went (operator chains, JIT compiler, garbage collector)."""
+    totals: dict[str, float] = {}
+    for task in (jvm / "task").glob("[0-9]*") if jvm else ():
+        try:
+            text = (task / "stat").read_text()
+        except OSError:
+            continue
+        name = re.sub(r"\d+", "#", text[text.index("(") + 1:text.rindex(")")])
+        stat = text.rsplit(")", 1)[1].split()
+        totals[name] = totals.get(name, 0.0) + (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+    return dict(sorted(totals.items(), key=lambda kv: -kv[1])[:top])
 
 
 def _cpu_seconds(jvm: Path | None) -> float:
@@ -180,6 +197,7 @@ def main() -> int:
         print(f"{name}: {rate:>10,.0f} events/s ({run['seconds']:.1f}s, peak JVM {run['peak_rss_mb']:,.0f} MiB, "
               f"JVM CPU {run['cpu_seconds']:.0f}s = {run['cpu_seconds'] * 1e6 / args.events:.0f} us/event "
               "incl. start-up)")
+        print("    CPU by thread: " + ", ".join(f"{name} {sec:.0f}s" for name, sec in run["cpu_by_thread"].items()))
     print(f"ratio job/baseline: {job_rate / base_rate:.2f}   (targets: >= 100,000 events/s and >= 0.5)")
     print(f"Paimon user_actions files: {files}, average {avg / 1e6:.2f} MB; parallelism {args.parallelism}, "
           f"state backend {args.state_backend}; load average {os.getloadavg()[0]:.2f} (box shared with Kafka)")
