@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 MAX_USER_ID = 30_000_000
 
-# Types of the contract fields as canonical JSON (see 03_parsed_records.sql): groups 1-6 are action_type,
+# Types of the contract fields as canonical JSON (see 03_classified_records.sql): groups 1-6 are action_type,
 # device_info, event_id, metadata, timestamp, user_id.
 FIELDS_PATTERN = (
     r'^\{"action_type":"([^"\\]*)","device_info":(\{.*\}),"event_id":"([^"\\]*)",'
