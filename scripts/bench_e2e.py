@@ -561,6 +561,11 @@ def main() -> int:
         return serve_child(args.prefix)
     rates = sorted(int(r) for r in args.rates.split(","))
 
+    from scripts.services import manage
+
+    # The project's own Kafka (started if it is not running), under the usual DATA_DIR; everything else the
+    # bench creates lives in its own temporary DATA_DIR.
+    manage.start(Settings.from_env(), ["kafka"])
     data_dir = Path(tempfile.mkdtemp(prefix="bench_e2e_"))
     settings = replace(Settings.from_env(), data_dir=data_dir, paimon_warehouse=(data_dir / "warehouse").as_uri(),
                        clickhouse_url=None, dashboard_port=args.port)
@@ -604,4 +609,9 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from pipeline.errors import UserError
+
+    try:
+        sys.exit(main())
+    except UserError as exc:  # an unreachable service or a busy port: one line naming what to fix
+        sys.exit(f"bench_e2e: {exc}")
