@@ -180,19 +180,25 @@ def job_failovers(job: JobProcess) -> int:
 
 
 _COMPLETED = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*?Completed checkpoint (\d+) for job "
-                        r"[0-9a-f]{32} .*?checkpointDuration=(\d+) ms", re.MULTILINE)
+                        r"([0-9a-f]{32}) .*?checkpointDuration=(\d+) ms", re.MULTILINE)
 
 
 @dataclass(frozen=True)
 class LoggedCheckpoint:
+    """A checkpoint the job's own Flink log reports completed: its ``_metadata`` was finalized before the line."""
+
+    job_id: str
     number: int
     duration_ms: int
     at: float  # epoch seconds of the log line (Flink logs in the machine's local time)
+
+    def path(self, checkpoint_dir: Path) -> Path:
+        return checkpoint_dir / self.job_id / f"chk-{self.number}"
 
 
 def logged_checkpoints(job: JobProcess) -> list[LoggedCheckpoint]:
     """Every checkpoint the job completed, from its own Flink log: the directories keep only the newest one."""
     text = "".join(p.read_text(errors="replace") for p in sorted(flink_log_dir(job.log).glob("*.log*")))
-    return [LoggedCheckpoint(int(m.group(2)), int(m.group(3)),
+    return [LoggedCheckpoint(m.group(3), int(m.group(2)), int(m.group(4)),
                              datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp())
             for m in _COMPLETED.finditer(text)]

@@ -7,12 +7,17 @@ lakehouse.queries, aggregates through the ClickHouse loader into a scratch chDB 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -20,7 +25,7 @@ import pyarrow.compute as pc
 import pytest
 
 from flink_job.job_config import JobConfig
-from pipeline.config import Settings
+from pipeline.config import PROJECT_ROOT, Settings
 
 # Large enough for the catalogue's near-limit record (the local broker allows 1,048,588 bytes).
 MAX_RECORD_BYTES = 1_048_588
@@ -179,3 +184,36 @@ def day_ago_slot() -> int:
     """Start of a 2-hour slot about a day in the past (epoch ms): event times no future check can reject."""
     now = datetime.now(UTC) - timedelta(days=1)
     return int(now.timestamp() * 1000) // SLOT_MS * SLOT_MS
+
+
+def start_producer(settings: Settings, topic: str, count: int, rate: int, start_ms: int, log: Path,
+                   summary: Path, seed: int = 8, extra: tuple[str, ...] = ()) -> subprocess.Popen:
+    """``pipeline produce`` as a user runs it, paced at ``rate``, output to ``log``, in its own session so
+    stop_process_group can stop it by its PID."""
+    argv = [sys.executable, "-m", "pipeline", "--kafka-bootstrap", settings.kafka_bootstrap, "produce",
+            "--topic", topic, "--count", str(count), "--rate", str(rate), "--users", "20000", "--seed", str(seed),
+            "--start-time", str(start_ms), "--sim-rate", "50", "--backend", "confluent", "--quiet",
+            "--summary-json", str(summary), *extra]
+    with open(log, "ab") as out:
+        return subprocess.Popen(argv, cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+def stop_process_group(popen: subprocess.Popen) -> None:
+    """SIGKILL a child started in its own session (its PID is its process group), then reap it."""
+    if popen.poll() is None:
+        try:
+            os.killpg(popen.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    popen.wait(30)
+
+
+def close_windows(settings: Settings, topic: str, first_n: int, at_ms: int, partitions: int) -> int:
+    """One later event per partition, so every partition's watermark passes every earlier window and they all
+    fire; returns how many were written."""
+    from producer.action_types import ACTION_TYPES
+
+    for p in range(partitions):
+        produce(settings, topic, [encode(event(first_n + p, 1 + p, ACTION_TYPES[0], at_ms))], partition=p)
+    return partitions

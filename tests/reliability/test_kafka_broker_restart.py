@@ -19,30 +19,25 @@ finishes, FLINK-31006); one later event per partition closes the windows that ar
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
 import time
 from dataclasses import replace
 
 import pytest
 
-from pipeline.config import PROJECT_ROOT
-from producer.action_types import ACTION_TYPES
 from scripts import faults
 from scripts.services import kafka
 from tests.reliability.conftest import (
+    close_windows,
     create_topics,
     day_ago_slot,
-    encode,
-    event,
     exact_raw_counts,
     job_for,
     lake_rows,
     load_aggregates,
-    produce,
     reconcile_job,
+    start_producer,
+    stop_process_group,
     wait_for,
 )
 
@@ -94,14 +89,9 @@ def test_broker_restart_mid_run_loses_and_duplicates_nothing(
     producer: subprocess.Popen | None = None
     try:
         faults.wait_for_checkpoint(checkpoints, running, timeout=300)  # the job is up before any record arrives
-        summary_path = tmp_path / "produce.json"
-        producer = subprocess.Popen(
-            [sys.executable, "-m", "pipeline", "--kafka-bootstrap", settings.kafka_bootstrap, "produce",
-             "--topic", job.source_topic, "--count", str(EVENTS), "--rate", str(RATE), "--users", "20000",
-             "--seed", "8", "--start-time", str(t0 + 60_000), "--sim-rate", "50", "--backend", "confluent",
-             "--delivery-timeout", str(DELIVERY_TIMEOUT_S), "--quiet", "--summary-json", str(summary_path)],
-            cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-        )
+        summary_path, produce_log = tmp_path / "produce.json", tmp_path / "produce.log"
+        producer = start_producer(settings, job.source_topic, EVENTS, RATE, t0 + 60_000, produce_log, summary_path,
+                                  seed=8, extra=("--delivery-timeout", str(DELIVERY_TIMEOUT_S)))
         wait_for(lambda: end_offsets(settings, job.source_topic) >= EVENTS // 5, 120, "a fifth of the events in Kafka")
         at_stop = end_offsets(settings, job.source_topic)
         broker_pid = kafka.process(settings).pid()
@@ -109,7 +99,8 @@ def test_broker_restart_mid_run_loses_and_duplicates_nothing(
         # the same broker again: a new process on the same port, with the same formatted log directory
         assert kafka.process(settings).pid() not in (None, broker_pid) and kafka.healthy(settings)
         assert (settings.data_dir / "kafka" / "log" / "meta.properties").read_text() == log_dir_before
-        out, err = producer.communicate(timeout=DELIVERY_TIMEOUT_S + 300)
+        producer.wait(timeout=DELIVERY_TIMEOUT_S + 300)
+        out = produce_log.read_text(errors="replace")
         assert at_stop < EVENTS, "every record was in Kafka before the broker stopped: lower RATE"
 
         summary = json.loads(summary_path.read_text())
@@ -117,14 +108,13 @@ def test_broker_restart_mid_run_loses_and_duplicates_nothing(
         if producer.returncode == 0:  # the idempotent producer wrote each record exactly once across the restart
             assert (summary["acked"], summary["failed"], in_topic) == (EVENTS, 0, EVENTS), (summary, in_topic)
         else:  # it gave up on some records: it must say how many, and count every record once
-            assert producer.returncode == 1 and summary["failed"] == EVENTS - summary["acked"] > 0, (summary, err)
-            assert f"failed {summary['failed']:,}" in out, out
+            assert producer.returncode == 1 and summary["failed"] == EVENTS - summary["acked"] > 0, \
+                (summary, out[-2000:])
+            assert f"failed {summary['failed']:,}" in out, out[-2000:]
             assert summary["acked"] <= in_topic <= EVENTS, (summary, in_topic)
 
-        closing = [event(EVENTS + p, 1 + p, ACTION_TYPES[0], t0 + CLOSE_MS) for p in range(PARTITIONS)]
-        for p, e in enumerate(closing):
-            produce(settings, job.source_topic, [encode(e)], partition=p)
-        total = in_topic + len(closing)
+        closing = close_windows(settings, job.source_topic, EVENTS, t0 + CLOSE_MS, PARTITIONS)
+        total = in_topic + closing
 
         wait_for(lambda: exact_raw_counts(settings)[0] >= total or not running.alive(), 900, "job caught up", every=2)
         assert running.alive(), (tmp_path / "job.log").read_text()[-3000:]
@@ -134,9 +124,8 @@ def test_broker_restart_mid_run_loses_and_duplicates_nothing(
         failovers = faults.job_failovers(running)
         logged = faults.logged_checkpoints(running)
     finally:
-        if producer is not None and producer.poll() is None:
-            os.killpg(producer.pid, signal.SIGKILL)  # its own session: its PID is its process group
-            producer.wait(30)
+        if producer is not None:
+            stop_process_group(producer)
         running.kill9()
 
     rows, distinct = exact_raw_counts(settings)

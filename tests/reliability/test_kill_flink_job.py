@@ -19,34 +19,28 @@ count of Paimon's latest snapshot), bounded, and a timeout says what was seen.
 from __future__ import annotations
 
 import json
-import os
-import re
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from datetime import datetime
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from pipeline.config import PROJECT_ROOT, Settings
-from producer.action_types import ACTION_TYPES
+from pipeline.config import Settings
 from scripts import faults
 from tests.reliability.conftest import (
+    close_windows,
     create_topics,
     day_ago_slot,
-    encode,
-    event,
     exact_raw_counts,
     job_for,
     lake_rows,
     lake_table,
     load_aggregates,
-    produce,
     reconcile_job,
+    start_producer,
+    stop_process_group,
 )
 
 # slow: two job start-ups (up to 2 min each on this 2-core box when other work loads it) and a minute of paced
@@ -67,34 +61,8 @@ CATCH_UP_TIMEOUT = 600  # restored job: every row committed
 CHECKPOINT_TIMEOUT = 180
 LOADER_TIMEOUT = 300
 
-_COMPLETED = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*?Completed checkpoint (\d+) for job "
-                        r"([0-9a-f]{32}) .*?checkpointDuration=(\d+) ms", re.MULTILINE)
-
-
-@dataclass(frozen=True)
-class Checkpoint:
-    """A checkpoint the job's own Flink log reports completed: its ``_metadata`` was finalized before the line."""
-
-    job_id: str
-    number: int
-    duration_ms: int
-    at: float  # epoch seconds of the log line (Flink logs in the machine's local time)
-
-    def path(self, checkpoint_dir: Path) -> Path:
-        return checkpoint_dir / self.job_id / f"chk-{self.number}"
-
-
-def logged_checkpoints(job: faults.JobProcess) -> list[Checkpoint]:
-    """Completed checkpoints of one job, oldest first, from its own Flink log (scripts.faults.start_job)."""
-    logs = sorted(faults.flink_log_dir(job.log).glob("*.log*"))
-    text = "".join(p.read_text(errors="replace") for p in logs)
-    return [Checkpoint(m.group(3), int(m.group(2)), int(m.group(4)),
-                       datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp())
-            for m in _COMPLETED.finditer(text)]
-
-
 def newest_checkpoint(job: faults.JobProcess) -> int:
-    return max((c.number for c in logged_checkpoints(job)), default=0)
+    return max((c.number for c in faults.logged_checkpoints(job)), default=0)
 
 
 def committed_rows(settings: Settings) -> int:
@@ -131,27 +99,6 @@ def log_tail(path: Path, chars: int = 3000) -> str:
     return path.read_text(errors="replace")[-chars:] if path.exists() else "(no log)"
 
 
-def start_producer(settings: Settings, topic: str, start_ms: int, tmp_path: Path) -> subprocess.Popen:
-    """``pipeline produce`` as a user runs it, paced at RATE, in its own session (stopped by its PID)."""
-    argv = [sys.executable, "-m", "pipeline", "--kafka-bootstrap", settings.kafka_bootstrap, "produce",
-            "--topic", topic, "--count", str(EVENTS), "--rate", str(RATE), "--users", "20000", "--seed", "8",
-            "--start-time", str(start_ms), "--sim-rate", "50", "--backend", "confluent", "--quiet",
-            "--summary-json", str(tmp_path / "produce.json")]
-    with open(tmp_path / "produce.log", "ab") as out:
-        return subprocess.Popen(argv, cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
-
-
-def stop_process_group(popen: subprocess.Popen) -> None:
-    """SIGKILL a child started in its own session (its PID is its process group), then reap it."""
-    if popen.poll() is None:
-        try:
-            os.killpg(popen.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    popen.wait(30)
-
-
 def test_kill_9_mid_run_then_restore_from_checkpoint_loses_and_duplicates_nothing(
         services, unique_name, tmp_path, chdb_scratch) -> None:
     settings = replace(services, paimon_warehouse=f"file://{tmp_path}/wh", data_dir=tmp_path / "data")
@@ -167,7 +114,7 @@ def test_kill_9_mid_run_then_restore_from_checkpoint_loses_and_duplicates_nothin
     producer: subprocess.Popen | None = None
 
     def seen(job_proc: faults.JobProcess | None) -> str:
-        done = logged_checkpoints(job_proc) if job_proc else []
+        done = faults.logged_checkpoints(job_proc) if job_proc else []
         return (f"{committed_rows(settings):,} of {total:,} rows committed; checkpoints completed "
                 f"{[c.number for c in done]}; job alive {job_proc.alive() if job_proc else None}; producer "
                 f"{'running' if producer and producer.poll() is None else 'done'}; job log tail:\n"
@@ -176,12 +123,13 @@ def test_kill_9_mid_run_then_restore_from_checkpoint_loses_and_duplicates_nothin
     try:
         # 1. The job starts on the empty topic; its first checkpoint means every task runs.
         first = faults.start_job(settings, job, tmp_path / "job-1.log")
-        took["job 1 start-up"] = wait_until(lambda: bool(logged_checkpoints(first)) or not first.alive(),
+        took["job 1 start-up"] = wait_until(lambda: bool(faults.logged_checkpoints(first)) or not first.alive(),
                                             JOB_START_TIMEOUT, "job 1's first checkpoint", lambda: seen(first))
         assert first.alive(), seen(first)
 
         # 2. Records arrive at RATE; kill -9 right after the first checkpoint that committed rows to Paimon.
-        producer = start_producer(services, job.source_topic, t0 + 60_000, tmp_path)  # (+1 min: clear of jitter)
+        producer = start_producer(services, job.source_topic, EVENTS, RATE, t0 + 60_000,  # (+1 min: clear of jitter)
+                                  tmp_path / "produce.log", tmp_path / "produce.json")
         took["production start -> first commit"] = wait_until(
             lambda: committed_rows(settings) > 0 or not first.alive(), FIRST_COMMIT_TIMEOUT,
             "job 1 to commit rows to Paimon", lambda: seen(first), every=0.2)
@@ -189,7 +137,7 @@ def test_kill_9_mid_run_then_restore_from_checkpoint_loses_and_duplicates_nothin
         first.kill9()
         committed_at_kill = committed_rows(settings)
         producing_at_kill = producer.poll() is None
-        done = logged_checkpoints(first)
+        done = faults.logged_checkpoints(first)
         assert done, seen(first)
         checkpoint = done[-1].path(checkpoints)
         assert (checkpoint / "_metadata").exists(), f"{checkpoint} is not retained: {list(checkpoints.rglob('*'))}"
@@ -206,10 +154,7 @@ def test_kill_9_mid_run_then_restore_from_checkpoint_loses_and_duplicates_nothin
         produced = json.loads((tmp_path / "produce.json").read_text())
         assert rc == 0 and produced["acked"] == EVENTS and produced["failed"] == 0, \
             (rc, produced, log_tail(tmp_path / "produce.log"))
-        # One later event per partition moves the watermark past every window before CLOSE_MS, so they all fire.
-        for p in range(PARTITIONS):
-            produce(services, job.source_topic, [encode(event(EVENTS + p, 1 + p, ACTION_TYPES[0], t0 + CLOSE_MS))],
-                    partition=p)
+        close_windows(services, job.source_topic, EVENTS, t0 + CLOSE_MS, PARTITIONS)
 
         wait_until(lambda: committed_rows(settings) >= total or not second.alive(), CATCH_UP_TIMEOUT,
                    f"the restored job to commit all {total:,} rows", lambda: seen(second), every=2)
@@ -220,7 +165,7 @@ def test_kill_9_mid_run_then_restore_from_checkpoint_loses_and_duplicates_nothin
         wait_until(lambda: newest_checkpoint(second) >= last + 2 or not second.alive(),
                    CHECKPOINT_TIMEOUT, f"checkpoint {last + 2} of the restored job", lambda: seen(second))
         assert second.alive(), seen(second)
-        restored_checkpoints = logged_checkpoints(second)
+        restored_checkpoints = faults.logged_checkpoints(second)
         took["restart -> restored job's first checkpoint"] = restored_checkpoints[0].at - restarted_at
     finally:
         for proc in (first, second):

@@ -17,30 +17,25 @@ S3). The job runs unbounded (FLINK-31006); one later event per partition closes 
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
 import time
 from dataclasses import replace
 
 import pytest
 
-from pipeline.config import PROJECT_ROOT
-from producer.action_types import ACTION_TYPES
 from scripts import faults
 from scripts.services import s3
 from tests.reliability.conftest import (
+    close_windows,
     create_topics,
     day_ago_slot,
-    encode,
-    event,
     exact_raw_counts,
     job_for,
     lake_rows,
     load_aggregates,
-    produce,
     reconcile_job,
+    start_producer,
+    stop_process_group,
     wait_for,
 )
 
@@ -85,14 +80,9 @@ def test_s3_outage_mid_run_loses_and_duplicates_nothing(services, private_s3, un
     producer: subprocess.Popen | None = None
     try:
         faults.wait_for_checkpoint(checkpoints, running, timeout=300)
-        summary_path = tmp_path / "produce.json"
-        producer = subprocess.Popen(
-            [sys.executable, "-m", "pipeline", "--kafka-bootstrap", settings.kafka_bootstrap, "produce",
-             "--topic", job.source_topic, "--count", str(EVENTS), "--rate", str(RATE), "--users", "20000",
-             "--seed", "9", "--start-time", str(t0 + 60_000), "--sim-rate", "50", "--backend", "confluent",
-             "--quiet", "--summary-json", str(summary_path)],
-            cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-        )
+        summary_path, produce_log = tmp_path / "produce.json", tmp_path / "produce.log"
+        producer = start_producer(settings, job.source_topic, EVENTS, RATE, t0 + 60_000, produce_log, summary_path,
+                                  seed=9)
         wait_for(lambda: raw_rows(settings) > 0, 240, "first rows committed to the S3 warehouse", every=1)
         at_stop = raw_rows(settings)
         s3_pid = s3.process(settings).pid()
@@ -100,16 +90,14 @@ def test_s3_outage_mid_run_loses_and_duplicates_nothing(services, private_s3, un
         assert s3.process(settings).pid() not in (None, s3_pid) and s3.healthy(settings)
         alive_after_outage = running.alive()
 
-        out, err = producer.communicate(timeout=600)
-        assert producer.returncode == 0, err[-2000:]
+        producer.wait(timeout=600)
+        assert producer.returncode == 0, produce_log.read_text(errors="replace")[-2000:]
         summary = json.loads(summary_path.read_text())
         assert (summary["acked"], summary["failed"]) == (EVENTS, 0), summary
         assert at_stop < EVENTS, "everything was committed before the outage: raise EVENTS or lower RATE"
 
-        closing = [event(EVENTS + p, 1 + p, ACTION_TYPES[0], t0 + CLOSE_MS) for p in range(PARTITIONS)]
-        for p, e in enumerate(closing):
-            produce(settings, job.source_topic, [encode(e)], partition=p)
-        total = EVENTS + len(closing)
+        closing = close_windows(settings, job.source_topic, EVENTS, t0 + CLOSE_MS, PARTITIONS)
+        total = EVENTS + closing
 
         wait_for(lambda: raw_rows(settings) >= total or not running.alive(), 900, "job caught up after S3", every=2)
         assert running.alive(), (tmp_path / "job.log").read_text()[-3000:]
@@ -119,9 +107,8 @@ def test_s3_outage_mid_run_loses_and_duplicates_nothing(services, private_s3, un
         failovers = faults.job_failovers(running)
         logged = faults.logged_checkpoints(running)
     finally:
-        if producer is not None and producer.poll() is None:
-            os.killpg(producer.pid, signal.SIGKILL)  # its own session: its PID is its process group
-            producer.wait(30)
+        if producer is not None:
+            stop_process_group(producer)
         running.kill9()
 
     rows, distinct = exact_raw_counts(settings)
