@@ -7,6 +7,8 @@ import os
 import subprocess
 import time
 import urllib.request
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -14,46 +16,53 @@ from pipeline.config import PROJECT_ROOT, Settings
 
 pytestmark = pytest.mark.integration
 
-DASHBOARD_PORT = 18050  # not the demo's default, so a developer's running demo is left alone
+# Not the demo's defaults, so a developer's running demo (or Flink cluster) is left alone.
+DASHBOARD_PORT = 18050
+CLUSTER_DASHBOARD_PORT = 18051
+CLUSTER_REST_PORT = 18082
 
 
-def _status() -> dict | None:
+def _get_json(url: str) -> dict | None:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{DASHBOARD_PORT}/api/status", timeout=3) as resp:
+        with urllib.request.urlopen(url, timeout=3) as resp:
             return json.load(resp)
     except (OSError, ValueError):
         return None
 
 
-def test_bounded_demo_balances_and_serves_fresh_aggregates(services: Settings, tmp_path) -> None:
+def _run_demo(tmp_path: Path, dashboard_port: int, flags: list[str], env_extra: dict[str, str],
+              watch: Callable[[], None] = lambda: None) -> tuple[dict, dict[str, int], str]:
+    """./run.sh --duration 40 at 1,000 events/s (simulated time 300x, so 5-minute and 2-hour windows both
+    close); while it runs, polls the dashboard API (and calls ``watch``). Returns the summary, the largest
+    row counts the API showed, and the terminal output."""
     summary_path = tmp_path / "summary.json"
-    env = {**os.environ, "DATA_DIR": str(tmp_path / "data"), "DASHBOARD_PORT": str(DASHBOARD_PORT),
-           "SETUP_QUIET": "1"}
-    env.pop("PAIMON_WAREHOUSE", None)
+    env = {**os.environ, "DATA_DIR": str(tmp_path / "data"), "DASHBOARD_PORT": str(dashboard_port),
+           "SETUP_QUIET": "1", **env_extra}
     env.pop("CLICKHOUSE_URL", None)
-    # 40 s at 1,000 events/s; simulated time runs 300x, so 5-minute and 2-hour windows both close.
+    if "PAIMON_WAREHOUSE" not in env_extra:
+        env.pop("PAIMON_WAREHOUSE", None)
     demo = subprocess.Popen(
         [str(PROJECT_ROOT / "run.sh"), "--duration", "40", "--rate", "1000", "--speedup", "300",
-         "--invalid-fraction", "0.01", "--summary-json", str(summary_path)],
+         "--invalid-fraction", "0.01", "--summary-json", str(summary_path), *flags],
         cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
-    # While it runs, the dashboard API must report aggregates that keep arriving.
     seen: dict[str, int] = {}
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + 400
     while demo.poll() is None and time.monotonic() < deadline:
-        status = _status()
+        status = _get_json(f"http://127.0.0.1:{dashboard_port}/api/status")
         if status:
-            seen = {t["table"]: t["rows"] for t in status["tables"]}
-            latest = status.get("latest_window_end")
-            if all(seen.get(t, 0) > 0 for t in ("user_aggregations_realtime", "user_aggregations")) and latest:
-                break
+            rows = {t["table"]: t["rows"] for t in status["tables"]}
+            seen = {t: max(n, seen.get(t, 0)) for t, n in rows.items()}
+        watch()
         time.sleep(2)
     output, _ = demo.communicate(timeout=600)
     assert demo.returncode == 0, output[-3000:]
+    return json.loads(summary_path.read_text()), seen, output
+
+
+def _assert_balanced(summary: dict, seen: dict[str, int], output: str) -> None:
     assert seen.get("user_aggregations_realtime", 0) > 0, f"the API never showed 5-minute aggregates: {seen}"
     assert seen.get("user_aggregations", 0) > 0, f"the API never showed 2-hour aggregates: {seen}"
-
-    summary = json.loads(summary_path.read_text())
     assert summary["ok"] is True
     assert summary["produced"] >= 30_000  # 40 s at 1,000/s, less if this box is busy
     assert summary["produced"] + summary["backlog"] == summary["raw_rows"] + summary["rejected_rows"]
@@ -61,3 +70,33 @@ def test_bounded_demo_balances_and_serves_fresh_aggregates(services: Settings, t
     assert all(summary["aggregate_rows"][t] > 0 for t in ("user_aggregations", "user_action_aggregations",
                                                            "user_aggregations_realtime"))
     assert "summary" in output and "produced = raw + rejected       yes" in output
+
+
+def test_bounded_demo_balances_and_serves_fresh_aggregates(services: Settings, tmp_path) -> None:
+    summary, seen, output = _run_demo(tmp_path, DASHBOARD_PORT, [], {})
+    _assert_balanced(summary, seen, output)
+
+
+def test_bounded_demo_on_s3_with_a_flink_cluster(services: Settings, tmp_path, unique_name: str) -> None:
+    """The demo's other modes together: warehouse on the local S3 server, job submitted with `flink run`."""
+    from scripts.services import flink_cluster
+
+    warehouse = f"s3://{services.s3_bucket}/{unique_name}/warehouse"
+    rest = f"http://127.0.0.1:{CLUSTER_REST_PORT}"
+    job_states: set[str] = set()
+
+    def watch() -> None:
+        jobs = _get_json(f"{rest}/jobs/overview") or {}
+        job_states.update(j.get("state", "") for j in jobs.get("jobs", []))
+
+    summary, seen, output = _run_demo(
+        tmp_path, CLUSTER_DASHBOARD_PORT, ["--s3", "--flink-cluster"],
+        {"PAIMON_WAREHOUSE": warehouse, "FLINK_REST_PORT": str(CLUSTER_REST_PORT)}, watch)
+    _assert_balanced(summary, seen, output)
+    assert "RUNNING" in job_states, f"the Flink web UI never listed the running job: {job_states}"
+    assert f"Flink web UI   {rest}/" in output
+    assert f"--warehouse {warehouse}" in output
+    # Ctrl-C or the end of --duration stops the cluster the demo started.
+    assert _get_json(f"{rest}/overview") is None
+    cluster = flink_cluster.status(Settings.from_env({"DATA_DIR": str(tmp_path / "data")}))
+    assert cluster.startswith("flink cluster: jobmanager pid None, taskmanager pid None"), cluster
