@@ -82,14 +82,19 @@ def create_lake_tables(t_env: TableEnvironment, settings: Settings) -> None:
         t_env.execute_sql(table.flink_ddl())
 
 
-def build(settings: Settings, job: JobConfig) -> tuple[TableEnvironment, StatementSet]:
-    """A table environment with every source, view and sink declared, and the statement set of INSERTs."""
+def build(settings: Settings, job: JobConfig, lake_only: bool = False) -> tuple[TableEnvironment, StatementSet]:
+    """A table environment with every source, view and sink declared, and the statement set of INSERTs.
+
+    ``lake_only`` leaves out the three aggregate sinks: scripts/bench_flink.py measures what they cost.
+    """
     job.validate()
     t_env = create_stream_table_env(settings, parallelism=job.parallelism, extra=job_options(settings, job))
     create_lake_tables(t_env, settings)
     params = sql_params(settings, job)
     statement_set = t_env.create_statement_set()
     for path in sql_text.sql_files():
+        if lake_only and "_aggregations" in path.stem:
+            continue
         for statement in sql_text.statements(sql_text.render(path.read_text(), params)):
             if _is_insert(statement):
                 statement_set.add_insert_sql(statement)

@@ -5,7 +5,12 @@
 Pre-fills a fresh topic with N contract events (6 partitions, 6 hours of event time, random users, ~0.1 %
 malformed), then runs, each in its own JVM and bounded to the current end offsets:
   1. baseline: the same Kafka source (raw bytes) into a blackhole sink;
-  2. the job: validation, Paimon raw + rejected tables (file:// warehouse), the three window aggregates to Kafka.
+  1b. lake floor: Flink's own JSON format (no validation, no rejected table; it drops what it cannot parse)
+     straight into the same Paimon table, i.e. the cheapest way Flink SQL writes the lake: a ceiling for
+     any job that must write every event there;
+  2. lake only: the job without its three aggregate sinks (validation, Paimon raw + rejected tables), so
+     the difference to 3. is what the windows cost;
+  3. the job: validation, Paimon raw + rejected tables (file:// warehouse), the three window aggregates to Kafka.
 Prints events/s end to end (submission to finish, including job start-up), their ratio, the Paimon data files
 written and their average size, and each run's peak JVM memory (VmHWM). Other processes on the box (Kafka,
 other work) share the CPU: say so beside the figures.
@@ -75,8 +80,25 @@ def run_one(kind: str, settings: Settings, job: JobConfig) -> dict:
     from flink_job import pipeline
     from flink_job.environment import create_stream_table_env, job_options
 
-    if kind == "job":
-        _, statement_set = pipeline.build(settings, job)
+    if kind in ("job", "lake"):
+        _, statement_set = pipeline.build(settings, job, lake_only=kind == "lake")
+    elif kind == "floor":
+        t_env = create_stream_table_env(settings, job.parallelism, job_options(settings, job))
+        pipeline.create_lake_tables(t_env, settings)
+        t_env.execute_sql(f"""CREATE TEMPORARY TABLE src (
+            event_id STRING, user_id BIGINT, action_type STRING, `timestamp` BIGINT, metadata STRING,
+            device_info STRING, kafka_partition INT METADATA FROM 'partition' VIRTUAL,
+            kafka_offset BIGINT METADATA FROM 'offset' VIRTUAL,
+            event_ts AS CAST(TO_TIMESTAMP_LTZ(`timestamp`, 3) AS TIMESTAMP(3))) WITH (
+            'connector' = 'kafka', 'topic' = '{job.source_topic}',
+            'properties.bootstrap.servers' = '{settings.kafka_bootstrap}', 'properties.group.id' = 'bench-floor',
+            'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset',
+            'value.format' = 'json', 'value.json.ignore-parse-errors' = 'true')""")
+        statement_set = t_env.create_statement_set()
+        statement_set.add_insert_sql("""INSERT INTO paimon.lake.user_actions SELECT event_id, user_id, action_type,
+            `timestamp`, metadata, device_info, event_ts, DATE_FORMAT(event_ts, 'yyyy-MM-dd'),
+            CAST(HOUR(event_ts) - MOD(HOUR(event_ts), 2) AS INT), kafka_partition, kafka_offset,
+            CAST(CURRENT_ROW_TIMESTAMP() AS TIMESTAMP(3)) FROM src WHERE user_id IS NOT NULL""")
     else:
         t_env = create_stream_table_env(settings, job.parallelism, job_options(settings, job))
         t_env.execute_sql(f"""CREATE TEMPORARY TABLE src (k BYTES, v BYTES) WITH (
@@ -166,7 +188,7 @@ def main() -> int:
     p.add_argument("--events", type=int, default=2_000_000)
     p.add_argument("--parallelism", type=int, default=2)
     p.add_argument("--state-backend", default="rocksdb", choices=["rocksdb", "hashmap"])
-    p.add_argument("--child", choices=["job", "blackhole"], help=argparse.SUPPRESS)
+    p.add_argument("--child", choices=["job", "lake", "floor", "blackhole"], help=argparse.SUPPRESS)
     p.add_argument("--topic", help=argparse.SUPPRESS)
     p.add_argument("--warehouse", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -189,10 +211,14 @@ def main() -> int:
     print(f"filled {topic} with {args.events:,} events in {fill_s:.1f}s ({args.events / fill_s:,.0f}/s)")
 
     base = child("blackhole", settings, job)
+    floor = child("floor", replace(settings, paimon_warehouse=(warehouse / "lake_floor").as_uri()), job)
+    lake = child("lake", replace(settings, paimon_warehouse=(warehouse / "lake_only").as_uri()), job)
     full = child("job", settings, job)
     files, avg = paimon_files(warehouse)
     base_rate, job_rate = args.events / base["seconds"], args.events / full["seconds"]
     for name, run, rate in (("baseline Kafka -> blackhole", base, base_rate),
+                            ("lake floor (JSON format -> Paimon)", floor, args.events / floor["seconds"]),
+                            ("lake only (Paimon + rejected)", lake, args.events / lake["seconds"]),
                             ("job (Paimon + rejected + 3 aggregates)", full, job_rate)):
         print(f"{name}: {rate:>10,.0f} events/s ({run['seconds']:.1f}s, peak JVM {run['peak_rss_mb']:,.0f} MiB, "
               f"JVM CPU {run['cpu_seconds']:.0f}s = {run['cpu_seconds'] * 1e6 / args.events:.0f} us/event "
