@@ -77,7 +77,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--sim-rate", type=_number(float, 0.001, what=" (events per simulated second)"),
                    metavar="EV_PER_SIM_S",
                    help="average events per simulated second; the simulated clock runs faster at night "
-                        "(diurnal curve) (default: --rate, else 10000)")
+                        "(diurnal curve). Without it, --rate keeps event time = wall time (real time); "
+                        "without either, 10000")
     g.add_argument("--zipf", type=_number(float, 0.0, 3.0), default=1.0, metavar="S",
                    help="skew of user activity: P(rank r) ~ r^-S (default: 1.0; 0 = uniform)")
     g.add_argument("--jitter-ms", type=_number(int, 0, 60_000), default=50,
@@ -130,6 +131,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             seed=args.seed,
             start_ms=start_ms,
             events_per_sim_second=args.sim_rate or args.rate or 10_000.0,
+            # --rate alone is real time: timestamps keep pace with the wall clock whatever the hour.
+            diurnal_pace=not (args.rate and args.sim_rate is None),
             zipf_exponent=args.zipf,
             jitter_ms=args.jitter_ms,
             late_fraction=args.late_fraction,

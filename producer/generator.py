@@ -34,6 +34,9 @@ class SimulationConfig:
     seed: int | None = None
     start_ms: int = 0  # simulated time of the first event, epoch ms UTC
     events_per_sim_second: float = 10_000.0  # average pace of the simulated clock (all workers)
+    # False: the clock advances exactly 1 s per events_per_sim_second events, so a producer paced at that
+    # rate stamps wall-clock time (real time); True: events per simulated second follow the diurnal curve.
+    diurnal_pace: bool = True
     zipf_exponent: float = 1.0
     jitter_ms: int = 50  # in-order within this jitter by default
     late_fraction: float = 0.0
@@ -121,7 +124,8 @@ class EventGenerator:
 
         # The simulated clock advances faster when activity is low: events per simulated second
         # follow the diurnal curve while the wall-clock rate stays what the user asked for.
-        span_ms = 1000.0 * n / (self._pace * diurnal_factor(self._clock_ms))
+        activity = diurnal_factor(self._clock_ms) if cfg.diurnal_pace else 1.0
+        span_ms = 1000.0 * n / (self._pace * activity)
         ts = self._clock_ms + (np.arange(n, dtype=np.float64) + 0.5) * (span_ms / n)
         self._clock_ms += span_ms
         if cfg.jitter_ms > 0:

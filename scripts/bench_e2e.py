@@ -250,16 +250,10 @@ class Pipeline:
 
     # -- processes ------------------------------------------------------------------------------------
     def produce(self, rate: int | None, seconds: float, topic: str, summary: Path, workers: int) -> int:
-        from producer.generator import diurnal_factor
-
         argv = [sys.executable, "-m", "pipeline", "produce", "--backend", "confluent", "--topic", topic,
                 "--workers", str(workers), "--duration", str(seconds), "--summary-json", str(summary), "--quiet"]
         if rate:
-            # Real time: the simulated clock advances 1 / (sim_rate * diurnal factor) per event, so divide by
-            # the factor now to keep event time = wall time over the step (multiplying, as before, ran the
-            # clock at 1/f^2 of wall speed in the evening and inflated the measured freshness).
-            sim_rate = rate / diurnal_factor(time.time() * 1000)
-            argv += ["--rate", str(rate), "--sim-rate", f"{sim_rate:.3f}"]
+            argv += ["--rate", str(rate)]  # --rate alone: event time = wall time, so freshness is real
         summary.unlink(missing_ok=True)
         return self.producer.start(argv, env=self.env, cwd=ROOT)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter, defaultdict
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -188,3 +189,15 @@ def test_per_user_events_never_interleave_across_workers() -> None:
         for u in gen.next_batch(2_000).user_id.tolist():
             by_user[u].add(w)
     assert all(len(ws) == 1 for ws in by_user.values())
+
+
+def test_real_time_pace_keeps_event_time_on_the_wall_clock() -> None:
+    # --rate without --sim-rate: 1,000 events per second of event time at any hour, so a producer paced at
+    # 1,000 events/s stamps wall-clock time (the diurnal curve would slow the clock 1.55x in the evening).
+    evening = START - START % 86_400_000 + 19 * 3_600_000
+    config = SimulationConfig(seed=6, start_ms=evening, events_per_sim_second=1_000.0, diurnal_pace=False,
+                              jitter_ms=0)
+    _, _, ts = _columns(config, 60_000)
+    assert abs((ts.max() - evening) - 60_000) < 5  # 60,000 events = 60 s of event time
+    _, _, diurnal = _columns(replace(config, diurnal_pace=True), 60_000)
+    assert diurnal.max() - evening < 40_000  # the simulated clock runs slow at the evening peak
