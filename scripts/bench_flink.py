@@ -119,14 +119,14 @@ def run_one(kind: str, settings: Settings, job: JobConfig) -> dict:
 
 def _java_child() -> Path | None:
     """/proc/<pid> of the JVM child (the PyFlink gateway that hosts the mini-cluster)."""
-    me = str(os.getpid())
-    for proc in Path("/proc").glob("[0-9]*"):
+    from scripts.faults import descendants
+
+    for pid in descendants(os.getpid()):
         try:
-            fields = dict(line.split(":", 1) for line in (proc / "status").read_text().splitlines() if ":" in line)
+            if (Path("/proc") / str(pid) / "comm").read_text().strip() == "java":
+                return Path("/proc") / str(pid)
         except OSError:
             continue
-        if fields.get("PPid", "").strip() == me and "java" in fields.get("Name", ""):
-            return proc
     return None
 
 
