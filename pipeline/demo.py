@@ -65,23 +65,22 @@ class Summary:
         return self.drained and self.producer_failed == 0 and self.balanced
 
     def lines(self) -> list[str]:
-        out = [
-            "summary",
-            f"  events produced (acknowledged)  {self.produced:,}"
-            + (f"  ({self.producer_failed:,} NOT acknowledged)" if self.producer_failed else ""),
-            *([f"  earlier backlog consumed        {self.backlog:,}"] if self.backlog else []),
-            f"  new raw rows in Paimon          {self.raw_rows:,}",
-            f"  new rejected rows in Paimon     {self.rejected_rows:,}",
-            f"  produced = raw + rejected       {'yes' if self.balanced else 'NO'}",
+        rows: list[tuple[str, str]] = [
+            ("events produced (acknowledged)", f"{self.produced:,}"
+             + (f"  ({self.producer_failed:,} NOT acknowledged)" if self.producer_failed else "")),
+            *([("earlier backlog consumed", f"{self.backlog:,}")] if self.backlog else []),
+            ("new raw rows in Paimon", f"{self.raw_rows:,}"),
+            ("new rejected rows in Paimon", f"{self.rejected_rows:,}"),
+            ("produced = raw + rejected", "yes" if self.balanced else "NO"),
+            *((f"analytics.{table}", f"{n:,} rows") for table, n in self.aggregate_rows.items()),
         ]
-        for table, rows in self.aggregate_rows.items():
-            out.append(f"  {('analytics.' + table):<32}{rows:,} rows")
         if self.freshness_s is not None and self.speedup == 1.0:
-            out.append(f"  freshness of 5-minute aggregates {self.freshness_s:.1f} s (now - latest window_end)")
+            rows.append(("freshness of 5-minute aggregates", f"{self.freshness_s:.1f} s (now - latest window_end)"))
         elif self.freshness_s is not None:
-            out.append(f"  freshness                       n/a: simulated time ran {self.speedup:g}x the wall clock "
-                       "(run without --speedup for real-time freshness)")
-        return out
+            rows.append(("freshness", f"n/a: simulated time ran {self.speedup:g}x the wall clock "
+                                      "(run without --speedup for real-time freshness)"))
+        width = max(len(label) for label, _ in rows) + 2
+        return ["summary", *(f"  {label:<{width}}{value}" for label, value in rows)]
 
 
 def paimon_counts(settings: Settings) -> tuple[int, int]:
@@ -303,7 +302,16 @@ def _realtime_freshness(status: dict) -> float | None:
     return None
 
 
+def _stop_like_ctrl_c(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    # `kill PID` (SIGTERM) stops the demo as Ctrl-C does: drain, stop what it started, summary. Without this
+    # it would die and leave Kafka, the job, ClickHouse and the producer running. SIGINT is set explicitly
+    # because a shell that starts the demo in the background (no job control) passes SIGINT on as ignored.
+    signal.signal(signal.SIGTERM, _stop_like_ctrl_c)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if args.duration is not None and args.duration <= 0:
         raise UserError("--duration must be a positive number of seconds")
     if args.rate <= 0:
@@ -320,7 +328,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     except KeyboardInterrupt:
         interrupted = True
         print()
-        demo.say("Ctrl-C: stopping the producer, draining the job, then stopping what this demo started")
+        demo.say("Ctrl-C (or SIGTERM): stopping the producer, draining the job, then stopping what this demo "
+                 "started")
     except BaseException:
         demo.stop_all()
         raise
@@ -335,5 +344,5 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.summary_json:
         Path(args.summary_json).write_text(json.dumps(summary.__dict__ | {"ok": summary.ok}, indent=2) + "\n")
     if interrupted:
-        demo.say("stopped by Ctrl-C")
+        demo.say("stopped by Ctrl-C or SIGTERM")
     return 0 if summary.ok else 1

@@ -1,0 +1,26 @@
+"""The demo's closing summary (pure logic): one aligned column of values, the balance stated plainly."""
+
+from __future__ import annotations
+
+import re
+
+from pipeline.demo import Summary
+
+
+def test_summary_values_line_up_and_state_the_balance() -> None:
+    summary = Summary(produced=130_200, backlog=15_510, raw_rows=145_564, rejected_rows=146, drained=True,
+                      aggregate_rows={"user_aggregations": 110_661, "user_action_aggregations": 138_843,
+                                      "user_aggregations_realtime": 323_614}, freshness_s=71.2)
+    lines = summary.lines()
+    assert lines[0] == "summary"
+    body = lines[1:]
+    # label, at least two spaces, value: every value starts in the same column, even after the longest label
+    columns = {re.match(r"^  \S.*?\S {2,}(?=\S)", line).end() for line in body}
+    assert len(columns) == 1, body
+    assert "  analytics.user_aggregations_realtime  323,614 rows" in body  # the longest label
+    assert [line.split()[-1] for line in body if "produced = raw + rejected" in line] == ["yes"]
+    assert summary.ok
+
+    short = Summary(produced=10, raw_rows=9, rejected_rows=0, drained=True)
+    assert [line.split()[-1] for line in short.lines() if "produced = raw + rejected" in line] == ["NO"]
+    assert not short.ok
