@@ -217,15 +217,9 @@ class Pipeline:
         return True
 
     def delete_topics(self) -> None:
-        from confluent_kafka.admin import AdminClient
+        from scripts.services import kafka
 
-        admin = AdminClient({"bootstrap.servers": self.settings.kafka_bootstrap})
-        topics = [self.names.source, self.names.baseline, *self.names.aggregates]
-        for fut in admin.delete_topics(topics, operation_timeout=30).values():
-            try:
-                fut.result(timeout=30)
-            except Exception:
-                pass  # already gone
+        kafka.delete_topics(self.settings, [self.names.source, self.names.baseline, *self.names.aggregates])
 
     def _partitions(self, topic: str) -> list:
         from confluent_kafka import TopicPartition

@@ -12,7 +12,8 @@ malformed), then runs, each in its own JVM and bounded to the current end offset
      the difference to 3. is what the windows cost;
   3. the job: validation, Paimon raw + rejected tables (file:// warehouse), the three window aggregates to Kafka.
 Prints events/s end to end (submission to finish, including job start-up), their ratio, the Paimon data files
-written and their average size, and each run's peak JVM memory (VmHWM). Other processes on the box (Kafka,
+written and their average size, and each run's peak JVM memory (VmHWM). The topics and the warehouse are
+deleted at the end (--keep keeps them). Other processes on the box (Kafka,
 other work) share the CPU: say so beside the figures.
 """
 
@@ -23,6 +24,7 @@ import json
 import os
 import random
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -188,6 +190,7 @@ def main() -> int:
     p.add_argument("--events", type=int, default=2_000_000)
     p.add_argument("--parallelism", type=int, default=2)
     p.add_argument("--state-backend", default="rocksdb", choices=["rocksdb", "hashmap"])
+    p.add_argument("--keep", action="store_true", help="keep the bench topics and warehouse (default: delete them)")
     p.add_argument("--child", choices=["job", "lake", "floor", "blackhole"], help=argparse.SUPPRESS)
     p.add_argument("--topic", help=argparse.SUPPRESS)
     p.add_argument("--warehouse", help=argparse.SUPPRESS)
@@ -207,14 +210,18 @@ def main() -> int:
     warehouse = settings.data_dir / "bench" / topic
     warehouse.mkdir(parents=True)
     settings = replace(settings, paimon_warehouse=warehouse.as_uri())
-    fill_s = fill(settings, topic, args.events)
-    print(f"filled {topic} with {args.events:,} events in {fill_s:.1f}s ({args.events / fill_s:,.0f}/s)")
-
-    base = child("blackhole", settings, job)
-    floor = child("floor", replace(settings, paimon_warehouse=(warehouse / "lake_floor").as_uri()), job)
-    lake = child("lake", replace(settings, paimon_warehouse=(warehouse / "lake_only").as_uri()), job)
-    full = child("job", settings, job)
-    files, avg = paimon_files(warehouse)
+    try:
+        fill_s = fill(settings, topic, args.events)
+        print(f"filled {topic} with {args.events:,} events in {fill_s:.1f}s ({args.events / fill_s:,.0f}/s)")
+        base = child("blackhole", settings, job)
+        floor = child("floor", replace(settings, paimon_warehouse=(warehouse / "lake_floor").as_uri()), job)
+        lake = child("lake", replace(settings, paimon_warehouse=(warehouse / "lake_only").as_uri()), job)
+        full = child("job", settings, job)
+        files, avg = paimon_files(warehouse)
+    finally:
+        if not args.keep:
+            kafka.delete_topics(settings, [topic, *job.aggregate_topics])
+            shutil.rmtree(warehouse, ignore_errors=True)
     base_rate, job_rate = args.events / base["seconds"], args.events / full["seconds"]
     for name, run, rate in (("baseline Kafka -> blackhole", base, base_rate),
                             ("lake floor (JSON format -> Paimon)", floor, args.events / floor["seconds"]),

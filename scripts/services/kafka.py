@@ -116,6 +116,18 @@ def start(settings: Settings, timeout: float = 90.0) -> str:
     return f"kafka started (pid {pid}) on {settings.kafka_bootstrap}; log {proc.log_file}"
 
 
+def delete_topics(settings: Settings, names: list[str]) -> None:
+    """Delete topics (benchmarks clean up after themselves); ones already gone are fine."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    for fut in admin.delete_topics(names, operation_timeout=30).values():
+        try:
+            fut.result(timeout=30)
+        except Exception:
+            pass  # already gone
+
+
 def ensure_topics(settings: Settings, topics: dict[str, int] | None = None) -> list[str]:
     """Create missing topics (raw + aggregates by default). Returns the names created."""
     from confluent_kafka.admin import AdminClient, NewTopic
