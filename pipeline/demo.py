@@ -19,6 +19,7 @@ from pathlib import Path
 
 from pipeline.config import AGGREGATE_TOPICS, PROJECT_ROOT, RAW_TOPIC, Settings
 from pipeline.errors import UserError
+from scripts.services import kafka
 from scripts.services.process import ManagedProcess
 
 STATUS_EVERY_S = 5.0
@@ -98,21 +99,6 @@ def paimon_counts(settings: Settings) -> tuple[int, int]:
     return counts[0], counts[1]
 
 
-def kafka_end_offsets(settings: Settings, topic: str) -> int:
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer = Consumer({**settings.kafka_client_config(), "group.id": "pipeline-demo-status"})
-    try:
-        meta = consumer.list_topics(topic, timeout=5)
-        total = 0
-        for p in meta.topics[topic].partitions:
-            _, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)
-            total += high
-        return total
-    finally:
-        consumer.close()
-
-
 class Demo:
     def __init__(self, settings: Settings, args: argparse.Namespace) -> None:
         self.settings = settings
@@ -129,7 +115,7 @@ class Demo:
     # -- start ---------------------------------------------------------------------------------
     def start(self) -> None:
         from clickhouse import service_process
-        from scripts.services import kafka, s3
+        from scripts.services import s3
 
         if not kafka.healthy(self.settings):
             self.say(kafka.start(self.settings))
@@ -163,7 +149,7 @@ class Demo:
         self.say(launcher.start(self.settings, cluster=self.args.flink_cluster))
         self.stop_order.append(("flink job", lambda: launcher.stop(self.settings, cluster=self.args.flink_cluster)))
 
-        self.raw_offsets_before = kafka_end_offsets(self.settings, RAW_TOPIC)
+        self.raw_offsets_before = kafka.end_offsets(self.settings, RAW_TOPIC)
         self.summary_path.parent.mkdir(parents=True, exist_ok=True)
         self.summary_path.unlink(missing_ok=True)
         argv = [sys.executable, "-m", "pipeline", "--data-dir", str(self.settings.data_dir),
@@ -207,7 +193,7 @@ class Demo:
     def status_line(self) -> str:
         from clickhouse import service_process
 
-        produced = kafka_end_offsets(self.settings, RAW_TOPIC) - self.raw_offsets_before
+        produced = kafka.end_offsets(self.settings, RAW_TOPIC) - self.raw_offsets_before
         raw, rejected = (n - b for n, b in zip(paimon_counts(self.settings), self.lake_counts_before, strict=True))
         status = service_process.fetch_status(self.settings) or {}
         rows = _aggregate_rows(status)
@@ -257,7 +243,7 @@ class Demo:
             summary.producer_failed = int(produced.get("failed", 0)) + int(produced.get("unacked", 0) or 0)
         except (FileNotFoundError, ValueError):
             self.say("producer wrote no summary; counting the raw topic's new offsets instead")
-            summary.produced = kafka_end_offsets(self.settings, RAW_TOPIC) - self.raw_offsets_before
+            summary.produced = kafka.end_offsets(self.settings, RAW_TOPIC) - self.raw_offsets_before
         summary.backlog = self.backlog
         expected = summary.produced + summary.backlog
         self.say(f"draining: waiting for the job to write {expected:,} events to Paimon")

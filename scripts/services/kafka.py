@@ -120,7 +120,7 @@ def delete_topics(settings: Settings, names: list[str]) -> None:
     """Delete topics (benchmarks clean up after themselves); ones already gone are fine."""
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    admin = AdminClient(settings.kafka_client_config())
     for fut in admin.delete_topics(names, operation_timeout=30).values():
         try:
             fut.result(timeout=30)
@@ -162,6 +162,18 @@ def status(settings: Settings) -> str:
     pid = process(settings).pid()
     state = "healthy" if healthy(settings) else "not answering"
     return f"kafka: {'pid ' + str(pid) if pid else 'no pid file'}, {state} on {settings.kafka_bootstrap}"
+
+
+def end_offsets(settings: Settings, topic: str) -> int:
+    """Records ever written to ``topic``: the sum of its partitions' end offsets."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({**settings.kafka_client_config(), "group.id": "pipeline-end-offsets"})
+    try:
+        parts = consumer.list_topics(topic, timeout=5).topics[topic].partitions
+        return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)[1] for p in parts)
+    finally:
+        consumer.close()
 
 
 def group_lag(settings: Settings, topic: str, group: str) -> int:

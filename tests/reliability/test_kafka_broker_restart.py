@@ -63,16 +63,10 @@ def private_kafka(services, tmp_path):
 
 
 def end_offsets(settings, topic: str) -> int:
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "end-offsets"})
     try:
-        parts = consumer.list_topics(topic, timeout=5).topics[topic].partitions
-        return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)[1] for p in parts)
+        return kafka.end_offsets(settings, topic)
     except Exception:
         return 0  # broker not answering (yet)
-    finally:
-        consumer.close()
 
 
 def test_broker_restart_mid_run_loses_and_duplicates_nothing(

@@ -8,7 +8,6 @@ fired (their rows in the 5-minute and 2-hour aggregate topics) before it sends t
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 
 import pytest
@@ -35,27 +34,10 @@ ON_TIME = 10  # events of user 7 in the first 5 minutes of the slot
 
 
 def topic_values(settings, topic: str) -> list[dict]:
-    """Every record value of ``topic`` (JSON), read from the beginning."""
-    from confluent_kafka import Consumer, TopicPartition
+    """Every record value of ``topic``, read from the beginning."""
+    from tests.test_flink_job import read_topic
 
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "late-events-reader",
-                         "enable.auto.commit": False})
-    try:
-        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts}
-        consumer.assign([TopicPartition(topic, p, 0) for p in parts])
-        values, done = [], {p for p, end in ends.items() if end == 0}
-        while len(done) < len(parts):
-            msg = consumer.poll(5)
-            if msg is None:
-                break
-            if msg.error() is None:
-                values.append(json.loads(msg.value()))
-                if msg.offset() + 1 >= ends[msg.partition()]:
-                    done.add(msg.partition())
-        return values
-    finally:
-        consumer.close()
+    return [value for _key, value in read_topic(settings, topic)]
 
 
 def counts_of(values: list[dict], user_id: int, window_start_ms: int, field: str) -> list[int]:
