@@ -5,5 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 scripts/setup.sh
 .venv/bin/ruff check .
+# The Java value format's unit tests (flink_job/format), offline: set-up fetched what Maven needs.
+mvn -o -q -B -f flink_job/format/pom.xml test
 # pytest exits 5 when it collected nothing: that is a failure here, never a silent pass.
 .venv/bin/python -m pytest "$@"

@@ -23,14 +23,15 @@ if TYPE_CHECKING:
 
 
 def connector_jars(settings: Settings) -> list[str]:
-    """file:// URLs of the Kafka and Paimon jars fetched by scripts/setup.sh."""
-    jars = sorted((settings.jars_dir / "flink").glob("*.jar"))
+    """file:// URLs of the jars the job ships: the Kafka and Paimon connectors fetched by scripts/setup.sh, and the
+    job's own value format (flink_job/format) that it builds."""
+    jars = sorted((settings.jars_dir / "flink").glob("*.jar")) + sorted((settings.jars_dir / "format").glob("*.jar"))
     names = " ".join(j.name for j in jars)
-    for needed in ("flink-sql-connector-kafka", "paimon-flink", "paimon-s3"):
+    for needed in ("flink-sql-connector-kafka", "paimon-flink", "paimon-s3", "user-action-format"):
         if needed not in names:
+            where = "format" if needed == "user-action-format" else "flink"
             raise UserError(
-                f"Flink connector jar {needed}-*.jar is missing in {settings.jars_dir / 'flink'}: "
-                "run scripts/setup.sh"
+                f"Flink jar {needed}-*.jar is missing in {settings.jars_dir / where}: run scripts/setup.sh"
             )
     return [j.as_uri() for j in jars]
 

@@ -1,6 +1,7 @@
 """The job: DDL for the sources and sinks, then one statement set with the five INSERTs.
 
-Python only wires configuration: the SQL is in flink_job/sql/. Runs in a local mini-cluster (waits for a
+Python only wires configuration: the SQL is in flink_job/sql/, the per-record parsing and validation in the
+compiled value format (flink_job/format/), so no Python runs per event. Runs in a local mini-cluster (waits for a
 bounded run to finish) or under ``flink run -py`` (submits and returns; never waits on the cluster).
 """
 
@@ -16,16 +17,9 @@ from lakehouse.tables import TABLES
 from pipeline.config import Settings
 
 if TYPE_CHECKING:
-    from pyflink.table import StatementSet, StreamTableEnvironment, TableEnvironment, TableResult
+    from pyflink.table import StatementSet, TableEnvironment, TableResult
 
 MAX_USER_ID = 30_000_000
-
-# Types of the contract fields as canonical JSON (see 03_classified_records.sql): groups 1-6 are action_type,
-# device_info, event_id, metadata, timestamp, user_id.
-FIELDS_PATTERN = (
-    r'^\{"action_type":"([^"\\]*)","device_info":(\{.*\}),"event_id":"([^"\\]*)",'
-    r'"metadata":(\{.*\}),"timestamp":(-?[0-9]+),"user_id":(-?[0-9]+)\}$'
-)
 
 
 # flink-sql-connector-kafka relocates Kafka's classes; the JAAS login module must be named with this prefix.
@@ -63,9 +57,9 @@ def sql_params(settings: Settings, job: JobConfig) -> dict[str, str]:
         "startup_mode": job.startup_mode,
         "bounded_mode": "latest-offset" if job.bounded else "unbounded",
         "watermark_delay_seconds": str(job.watermark_delay_seconds),
-        "fields_pattern": FIELDS_PATTERN.replace("'", "''"),
         "max_user_id": str(MAX_USER_ID),
-        "action_types": ", ".join(sql_text.sql_literal(a) for a in job.valid_action_types()),
+        # The value format's list option: names separated by ';' (validated by the format at planning time).
+        "action_types": ";".join(job.valid_action_types()).replace("'", "''"),
         "kafka_sink_options": _options_sql(kafka_sink),
         "kafka_source_security_options": "".join(f",\n  {_options_sql({k: v})}" for k, v in security.items()),
         "user_aggregations_topic": job.user_aggregations_topic,
@@ -82,13 +76,16 @@ def create_lake_tables(t_env: TableEnvironment, settings: Settings) -> None:
         t_env.execute_sql(table.flink_ddl())
 
 
-def build(settings: Settings, job: JobConfig, lake_only: bool = False) -> tuple[TableEnvironment, StatementSet]:
+def build(settings: Settings, job: JobConfig, lake_only: bool = False,
+          extra: dict[str, str] | None = None) -> tuple[TableEnvironment, StatementSet]:
     """A table environment with every source, view and sink declared, and the statement set of INSERTs.
 
-    ``lake_only`` leaves out the three aggregate sinks: scripts/bench_flink.py measures what they cost.
+    ``lake_only`` leaves out the three aggregate sinks and ``extra`` overrides Flink options: scripts/bench_flink.py
+    measures what the aggregates and each variant cost.
     """
     job.validate()
-    t_env = create_stream_table_env(settings, parallelism=job.parallelism, extra=job_options(settings, job))
+    options = {**job_options(settings, job), **(extra or {})}
+    t_env = create_stream_table_env(settings, parallelism=job.parallelism, extra=options)
     create_lake_tables(t_env, settings)
     params = sql_params(settings, job)
     statement_set = t_env.create_statement_set()
@@ -98,31 +95,9 @@ def build(settings: Settings, job: JobConfig, lake_only: bool = False) -> tuple[
         for statement in sql_text.statements(sql_text.render(path.read_text(), params)):
             if _is_insert(statement):
                 statement_set.add_insert_sql(statement)
-            elif _is_select(statement):
-                _create_computed_once_view(t_env, path.stem.split("_", 1)[1], statement)
             else:
                 t_env.execute_sql(statement)
     return t_env, statement_set
-
-
-def _create_computed_once_view(t_env: StreamTableEnvironment, name: str, query: str) -> None:
-    """Register ``query`` as view ``name``, computed once for all sinks.
-
-    The planner inlines a view into each consumer and does not share common subexpressions, so the JSON parse
-    in 02_decoded_records.sql would run once per use. A round trip through a DataStream (Java only, no Python
-    at run time) is a boundary the planner keeps; event time and the per-partition watermarks of the Kafka
-    source pass through it (SOURCE_WATERMARK()).
-    """
-    from pyflink.table import Schema
-
-    stream = t_env.to_data_stream(t_env.sql_query(query))
-    schema = (
-        Schema.new_builder()
-        .column_by_metadata("event_time", "TIMESTAMP_LTZ(3)", "rowtime")
-        .watermark("event_time", "SOURCE_WATERMARK()")
-        .build()
-    )
-    t_env.create_temporary_view(name, t_env.from_data_stream(stream, schema))
 
 
 def explain(settings: Settings, job: JobConfig) -> str:
@@ -146,6 +121,3 @@ def _first_word(statement: str) -> str:
 def _is_insert(statement: str) -> bool:
     return _first_word(statement) == "INSERT"
 
-
-def _is_select(statement: str) -> bool:
-    return _first_word(statement) == "SELECT"

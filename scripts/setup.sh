@@ -54,7 +54,21 @@ for pom in scripts/maven/*/pom.xml; do
   fi
 done
 
-# 3. The local S3 server, versitygw, built from the Go module proxy at a pinned version.
+# 3. The Flink job's value format (flink_job/format, the project's one Java module): compiled, unit-tested and
+#    packaged by Maven (dependencies pinned in its pom.xml), the jar copied into .cache/jars/format. Rebuilt only
+#    when its sources change; ./test.sh runs its unit tests again offline.
+fmt_hash=$(find flink_job/format/pom.xml flink_job/format/src -type f | LC_ALL=C sort | xargs cat | sha256sum | cut -c1-16)
+if ! stamp_ok format "$fmt_hash" || [ -z "$(ls "$CACHE/jars/format"/*.jar 2>/dev/null)" ]; then
+  say "building the job's value format (flink_job/format) with Maven"
+  mvn -B -f flink_job/format/pom.xml package >"$CACHE/mvn-format.log" 2>&1 \
+    || { grep -E "ERROR|FAIL" "$CACHE/mvn-format.log" | head -5 >&2;
+         die "Maven could not build flink_job/format (compile error, failing unit test, or offline); see $CACHE/mvn-format.log"; }
+  rm -rf "$CACHE/jars/format" && mkdir -p "$CACHE/jars/format"
+  cp flink_job/format/target/user-action-format-*.jar "$CACHE/jars/format/"
+  echo "$fmt_hash" > "$CACHE/stamps/format"
+fi
+
+# 4. The local S3 server, versitygw, built from the Go module proxy at a pinned version.
 VERSITYGW_VERSION=v1.8.0
 if ! stamp_ok versitygw "$VERSITYGW_VERSION" || [ ! -x "$CACHE/bin/versitygw" ]; then
   say "building the S3 server (versitygw $VERSITYGW_VERSION) with go install"
@@ -64,9 +78,9 @@ if ! stamp_ok versitygw "$VERSITYGW_VERSION" || [ ! -x "$CACHE/bin/versitygw" ];
   echo "$VERSITYGW_VERSION" > "$CACHE/stamps/versitygw"
 fi
 
-# 4. Extra set-up steps of the parts (browser for dashboard tests, vendored JS): scripts/setup.d/*.sh
+# 5. Extra set-up steps of the parts (browser for dashboard tests, vendored JS): scripts/setup.d/*.sh
 for step in scripts/setup.d/*.sh; do
   [ -e "$step" ] || continue
   ROOT="$ROOT" VENV="$VENV" CACHE="$CACHE" bash "$step" || die "set-up step $step failed"
 done
-say "ready (.venv, jars in .cache/jars, S3 server in .cache/bin)"
+say "ready (.venv, jars in .cache/jars, the job's format jar in .cache/jars/format, S3 server in .cache/bin)"

@@ -241,3 +241,17 @@ def test_clear_errors(services: Settings, unique_name: str, tmp_path: Path) -> N
                 return tmp_path
 
         environment.connector_jars(NoJars(**{f: getattr(services, f) for f in services.__dataclass_fields__}))
+
+
+def test_explain_scans_the_source_once_for_all_five_inserts(services: Settings, unique_name: str, tmp_path) -> None:
+    """The value format parses each record once: one Kafka source scan feeds the five sinks, and the two per-user
+    windows share one shuffle (no per-sink re-reading or re-parsing)."""
+    from flink_job import pipeline
+
+    settings = replace(services, paimon_warehouse=f"file://{tmp_path}/wh")
+    plan = pipeline.explain(settings, topics_for(unique_name))
+    execution = plan.split("== Optimized Execution Plan ==", 1)[1]
+    assert execution.count("TableSourceScan(") == 1
+    assert "value.format" not in execution and execution.count("Reused(reference_id=[1])") == 4
+    assert execution.count("Sink(table=") == 5
+    assert execution.count("Exchange(distribution=[hash[user_id]])") == 1
