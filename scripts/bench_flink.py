@@ -1,20 +1,27 @@
-"""Catch-up throughput of the Flink job, beside a Kafka -> blackhole job on the same topic (the ceiling).
+"""Where the Flink job's time goes: catch-up throughput and CPU per event, rung by rung, in one run.
 
-    .venv/bin/python scripts/bench_flink.py [--events 2000000] [--parallelism 2]
+    .venv/bin/python scripts/bench_flink.py [--events 5000000] [--users zipf|uniform] [--parallelism 2]
+        [--rungs blackhole,floor,lake,job,job-p1] [--conf KEY=VALUE ...] [--keep]
 
-Pre-fills a fresh topic with N contract events (6 partitions, 6 hours of event time, random users, ~0.1 %
-malformed), then runs, each in its own JVM and bounded to the current end offsets:
-  1. baseline: the same Kafka source (raw bytes) into a blackhole sink;
-  1b. lake floor: Flink's own JSON format (no validation, no rejected table; it drops what it cannot parse)
-     straight into the same Paimon table, i.e. the cheapest way Flink SQL writes the lake: a ceiling for
-     any job that must write every event there;
-  2. lake only: the job without its three aggregate sinks (validation, Paimon raw + rejected tables), so
-     the difference to 3. is what the windows cost;
-  3. the job: validation, Paimon raw + rejected tables (file:// warehouse), the three window aggregates to Kafka.
-Prints events/s end to end (submission to finish, including job start-up), their ratio, the Paimon data files
-written and their average size, and each run's peak JVM memory (VmHWM). The topics and the warehouse are
-deleted at the end (--keep keeps them). Other processes on the box (Kafka,
-other work) share the CPU: say so beside the figures.
+Fills a fresh topic (6 partitions) with N events from the producer's own generator (Zipf users and action
+weights as in production, or --users uniform: every event a cold key, the worst case for window state), 6 hours
+of event time, 0.1 % malformed. Then runs each rung in its own JVM, bounded to the end offsets:
+  blackhole  the Kafka source (raw bytes) into a blackhole sink: the ceiling of reading Kafka;
+  floor      Flink's own JSON format straight into the same Paimon table (no validation, no rejected table; it
+             drops what it cannot parse): the cheapest way Flink SQL writes the lake;
+  lake       the job without its three aggregates (validating format, raw + rejected tables);
+  job        the whole job (+ the three window aggregates to Kafka);
+  job-p1     the whole job at parallelism 1 (the scaling ratio against `job`): on 2 cores its five pipelined
+             operator chains already keep both cores busy, so this ratio is bounded by the box, not the job;
+  job-p1-1cpu  the same, its JVM pinned to one CPU: the job's scaling per core (one slot on one core against
+             two slots on two).
+For each rung: events/s end to end (submission to finish, start-up included) and in steady state (from the
+records the lake writer has taken, sampled every 2 s through the mini-cluster's REST API, after the first 60 s),
+JVM CPU per event over the whole run and in steady state, CPU per operator chain (Java's per-thread CPU, so each
+window aggregate shows its own cost), peak JVM memory, Paimon data files and their average size. --conf sets a
+Flink option on the job rungs, to measure a variant (e.g. --conf table.exec.window-agg.buffer-size-limit=1000000).
+The topics and warehouse are deleted at the end (--keep keeps them). Measure on a quiet box: the load average is
+printed with the figures.
 """
 
 from __future__ import annotations
@@ -22,12 +29,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import re
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 import uuid
 from dataclasses import replace
 from pathlib import Path
@@ -38,54 +47,55 @@ from flink_job.job_config import JobConfig  # noqa: E402
 from pipeline.config import Settings  # noqa: E402
 
 T0 = 1_772_323_200_000  # 2026-03-01 00:00:00 UTC
-SPAN_MS = 6 * 3_600_000
+SPAN_S = 6 * 3600
+STEADY_AFTER_S = 60.0
+RUNGS = ("blackhole", "floor", "lake", "job", "job-p1", "job-p1-1cpu")
 
 
-def fill(settings: Settings, topic: str, n: int, partitions: int = 6) -> float:
-    """N events in event-time order (small jitter), keyed by user_id; returns seconds taken."""
+def fill(settings: Settings, topic: str, n: int, users: str, partitions: int = 6) -> float:
+    """N generator events (keyed by user_id, in event-time order within 50 ms), 0.1 % malformed; seconds taken."""
     from confluent_kafka import Producer
 
-    from producer.action_types import ACTION_TYPES
+    from producer.encoding import encode
+    from producer.generator import EventGenerator, SimulationConfig
     from scripts.services import kafka
 
     kafka.ensure_topics(settings, {topic: partitions})
+    config = SimulationConfig(seed=7, start_ms=T0, events_per_sim_second=n / SPAN_S, diurnal_pace=False,
+                              zipf_exponent=1.0 if users == "zipf" else 0.0, invalid_fraction=0.001)
+    generator = EventGenerator(config)
     producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "linger.ms": 50, "batch.size": 1_000_000,
                          "compression.type": "lz4", "queue.buffering.max.messages": 1_000_000,
                          "queue.buffering.max.kbytes": 1_048_576})
-    rnd = random.Random(7)
-    start = time.monotonic()
-    for i in range(n):
-        user = rnd.randint(1, 30_000_000)
-        ts = T0 + SPAN_MS * i // n + rnd.randint(0, 2000)
-        if i % 1000 == 999:
-            value = b'{"event_id": "broken", "user_id": '  # malformed on purpose
-        else:
-            value = (
-                f'{{"event_id":"{uuid.UUID(int=rnd.getrandbits(128), version=4)}","user_id":{user},'
-                f'"action_type":"{ACTION_TYPES[rnd.randrange(153)]}","timestamp":{ts},'
-                f'"metadata":{{"screen":"home","session_id":"{user:016x}","duration_ms":{rnd.randint(1, 60000)}}},'
-                f'"device_info":{{"device_id":"{user * 7919:016x}","os":"android","os_version":"14",'
-                f'"model":"Pixel 8","app_version":"5.2.1","country":"DE","network":"wifi"}}}}'
-            ).encode()
-        while True:
-            try:
-                producer.produce(topic, key=str(user).encode(), value=value)
-                break
-            except BufferError:
-                producer.poll(0.1)
+    start, sent = time.monotonic(), 0
+    while sent < n:
+        values, keys = encode(generator.next_batch(min(100_000, n - sent))).records()
+        for key, value in zip(keys, values, strict=True):
+            while True:
+                try:
+                    producer.produce(topic, key=key, value=value)
+                    break
+                except BufferError:
+                    producer.poll(0.1)
+        sent += len(values)
     assert producer.flush(120) == 0
     return time.monotonic() - start
 
 
-def run_one(kind: str, settings: Settings, job: JobConfig) -> dict:
-    """One measured run in this process (called in a child, so each run has its own JVM)."""
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def statement_set_for(kind: str, settings: Settings, job: JobConfig, extra: dict[str, str]):
     from flink_job import pipeline
     from flink_job.environment import create_stream_table_env, job_options
 
     if kind in ("job", "lake"):
-        _, statement_set = pipeline.build(settings, job, lake_only=kind == "lake")
-    elif kind == "floor":
-        t_env = create_stream_table_env(settings, job.parallelism, job_options(settings, job))
+        return pipeline.build(settings, job, lake_only=kind == "lake", extra=extra)[1]
+    t_env = create_stream_table_env(settings, job.parallelism, {**job_options(settings, job), **extra})
+    if kind == "floor":
         pipeline.create_lake_tables(t_env, settings)
         t_env.execute_sql(f"""CREATE TEMPORARY TABLE src (
             event_id STRING, user_id BIGINT, action_type STRING, `timestamp` BIGINT, metadata STRING,
@@ -101,22 +111,110 @@ def run_one(kind: str, settings: Settings, job: JobConfig) -> dict:
             `timestamp`, metadata, device_info, event_ts, DATE_FORMAT(event_ts, 'yyyy-MM-dd'),
             CAST(HOUR(event_ts) - MOD(HOUR(event_ts), 2) AS INT), kafka_partition, kafka_offset,
             CAST(CURRENT_ROW_TIMESTAMP() AS TIMESTAMP(3)) FROM src WHERE user_id IS NOT NULL""")
-    else:
-        t_env = create_stream_table_env(settings, job.parallelism, job_options(settings, job))
-        t_env.execute_sql(f"""CREATE TEMPORARY TABLE src (k BYTES, v BYTES) WITH (
-            'connector' = 'kafka', 'topic' = '{job.source_topic}',
-            'properties.bootstrap.servers' = '{settings.kafka_bootstrap}', 'properties.group.id' = 'bench-bh',
-            'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset',
-            'key.format' = 'raw', 'key.fields' = 'k', 'value.format' = 'raw', 'value.fields-include' = 'EXCEPT_KEY')""")
-        t_env.execute_sql("CREATE TEMPORARY TABLE sink (k BYTES, v BYTES) WITH ('connector' = 'blackhole')")
-        statement_set = t_env.create_statement_set()
-        statement_set.add_insert_sql("INSERT INTO sink SELECT k, v FROM src")
+        return statement_set
+    t_env.execute_sql(f"""CREATE TEMPORARY TABLE src (k BYTES, v BYTES) WITH (
+        'connector' = 'kafka', 'topic' = '{job.source_topic}',
+        'properties.bootstrap.servers' = '{settings.kafka_bootstrap}', 'properties.group.id' = 'bench-bh',
+        'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset',
+        'key.format' = 'raw', 'key.fields' = 'k', 'value.format' = 'raw', 'value.fields-include' = 'EXCEPT_KEY')""")
+    t_env.execute_sql("CREATE TEMPORARY TABLE sink (k BYTES, v BYTES) WITH ('connector' = 'blackhole')")
+    statement_set = t_env.create_statement_set()
+    statement_set.add_insert_sql("INSERT INTO sink SELECT k, v FROM src")
+    return statement_set
+
+
+class Sampler:
+    """Every 2 s while the job runs: JVM CPU, CPU per thread (full names, through the JVM's ThreadMXBean), and
+    the records the lake writer has taken (REST API of the mini-cluster)."""
+
+    def __init__(self, rest_port: int) -> None:
+        from pyflink.java_gateway import get_gateway
+
+        self.rest = f"http://127.0.0.1:{rest_port}"
+        self.threads = get_gateway().jvm.java.lang.management.ManagementFactory.getThreadMXBean()
+        self.thread_cpu: dict[int, tuple[str, float]] = {}
+        self.timeline: list[tuple[float, float, int]] = []  # (seconds since submit, JVM CPU s, lake records)
+        self.jvm = _java_child()
+
+    def sample(self, elapsed: float) -> None:
+        try:
+            for tid in self.threads.getAllThreadIds():
+                cpu = self.threads.getThreadCpuTime(tid)
+                info = self.threads.getThreadInfo(tid)
+                if cpu > 0 and info is not None:
+                    self.thread_cpu[tid] = (info.getThreadName(), cpu / 1e9)
+        except Exception:  # noqa: BLE001 - the JVM is shutting the job down; the last sample stands
+            return
+        self.timeline.append((elapsed, _cpu_seconds(self.jvm), self._lake_records()))
+
+    def _lake_records(self) -> int:
+        try:
+            with urllib.request.urlopen(f"{self.rest}/jobs/overview", timeout=2) as resp:
+                jobs = [j for j in json.load(resp)["jobs"] if j["state"] == "RUNNING"]
+            if not jobs:
+                return -1
+            with urllib.request.urlopen(f"{self.rest}/jobs/{jobs[0]['jid']}", timeout=2) as resp:
+                vertices = json.load(resp)["vertices"]
+        except (OSError, KeyError, ValueError):
+            return -1
+        writers = [v for v in vertices if "user_actions" in v["name"] and "rejected" not in v["name"]
+                   and "Writer" in v["name"]]
+        return sum(v["metrics"].get("read-records", 0) for v in writers) if writers else -1
+
+    def by_chain(self, top: int = 12) -> dict[str, float]:
+        """CPU seconds per operator chain (subtasks added up) or JVM thread kind, the largest first."""
+        totals: dict[str, float] = {}
+        for name, cpu in self.thread_cpu.values():
+            key = _chain_label(name)
+            totals[key] = totals.get(key, 0.0) + cpu
+        return dict(sorted(totals.items(), key=lambda kv: -kv[1])[:top])
+
+    def steady(self) -> dict[str, float] | None:
+        """Rate and CPU per event between the first sample after STEADY_AFTER_S and the last one still counting."""
+        points = [p for p in self.timeline if p[2] >= 0]
+        after = [p for p in points if p[0] >= STEADY_AFTER_S]
+        if len(after) < 3 or after[-1][2] <= after[0][2]:
+            return None
+        first, last = after[0], max(after, key=lambda p: p[2])
+        last = next(p for p in after if p[2] == last[2])  # the first sample that reached the final count
+        records = last[2] - first[2]
+        if records <= 0 or last[0] <= first[0]:
+            return None
+        return {"events_per_s": records / (last[0] - first[0]), "cpu_us": (last[1] - first[1]) * 1e6 / records,
+                "seconds": last[0] - first[0]}
+
+
+def _chain_label(thread_name: str) -> str:
+    """A short label for a task thread ("WindowAggregate[18] -> ... -> user_aggregations_realtime_sink[21]: Writer
+    ... (1/2)#0"), else the thread kind with digits folded (JIT compiler, GC, ...)."""
+    name = re.sub(r" \(\d+/\d+\)#\d+$", "", thread_name)
+    if "WindowAggregate" in name:
+        return "window " + ", ".join(dict.fromkeys(re.findall(r"(\w+)_sink\[", name)))
+    if name.startswith("Source:"):
+        return "source chain (Kafka, format, routing)"
+    if name.startswith("Writer"):
+        return "Paimon writer " + name.rsplit(" ", 1)[-1]
+    if "Committer" in name:
+        return "Paimon committer"
+    return re.sub(r"\d+", "#", name)[:48]
+
+
+def run_one(kind: str, settings: Settings, job: JobConfig, extra: dict[str, str]) -> dict:
+    """One measured rung in this process (a child, so each rung has its own JVM)."""
+    port = _free_port()
+    statement_set = statement_set_for(kind, settings, job, {
+        **extra, "rest.port": str(port), "rest.address": "127.0.0.1", "metrics.fetcher.update-interval": "2000"})
+    sampler = Sampler(port)
     start = time.monotonic()
-    statement_set.execute().wait()
+    result = statement_set.execute()
+    done = threading.Event()
+    waiter = threading.Thread(target=lambda: (result.wait(), done.set()), daemon=True)
+    waiter.start()
+    while not done.wait(2.0):
+        sampler.sample(time.monotonic() - start)
     seconds = time.monotonic() - start
-    jvm = _java_child()
-    return {"seconds": seconds, "peak_rss_mb": _peak_rss_mb(jvm), "cpu_seconds": _cpu_seconds(jvm),
-            "cpu_by_thread": _cpu_by_thread(jvm)}
+    return {"seconds": seconds, "peak_rss_mb": _peak_rss_mb(sampler.jvm), "cpu_seconds": _cpu_seconds(sampler.jvm),
+            "cpu_by_chain": sampler.by_chain(), "steady": sampler.steady()}
 
 
 def _java_child() -> Path | None:
@@ -139,32 +237,23 @@ def _peak_rss_mb(jvm: Path | None) -> float:
     return int(fields.get("VmHWM", "0 kB").split()[0]) / 1024
 
 
-def _cpu_by_thread(jvm: Path | None, top: int = 8) -> dict[str, float]:
-    """CPU seconds per JVM thread name (as the kernel keeps it: 15 characters, digits folded), the largest first:
-    where the job's CPU went (operator chains, JIT compiler, garbage collector)."""
-    totals: dict[str, float] = {}
-    for task in (jvm / "task").glob("[0-9]*") if jvm else ():
-        try:
-            text = (task / "stat").read_text()
-        except OSError:
-            continue
-        name = re.sub(r"\d+", "#", text[text.index("(") + 1:text.rindex(")")])
-        stat = text.rsplit(")", 1)[1].split()
-        totals[name] = totals.get(name, 0.0) + (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
-    return dict(sorted(totals.items(), key=lambda kv: -kv[1])[:top])
-
-
 def _cpu_seconds(jvm: Path | None) -> float:
     """User + system CPU of the JVM so far: per event, the cost figure that other load on the box hardly skews."""
     if jvm is None:
         return 0.0
-    stat = (jvm / "stat").read_text().rsplit(")", 1)[1].split()
+    try:
+        stat = (jvm / "stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
     return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def child(kind: str, settings: Settings, job: JobConfig) -> dict:
-    cmd = [sys.executable, __file__, "--child", kind, "--topic", job.source_topic, "--parallelism",
+def child(kind: str, settings: Settings, job: JobConfig, conf: list[str], one_cpu: bool = False) -> dict:
+    cmd = ["taskset", "-c", "0"] if one_cpu else []
+    cmd += [sys.executable, __file__, "--child", kind, "--topic", job.source_topic, "--parallelism",
            str(job.parallelism), "--warehouse", settings.paimon_warehouse, "--state-backend", job.state_backend]
+    for c in conf:
+        cmd += ["--conf", c]
     out = subprocess.run(cmd, capture_output=True, text=True)
     lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
     if out.returncode != 0 or not lines:
@@ -185,21 +274,59 @@ def job_for(topic: str, parallelism: int, state_backend: str) -> JobConfig:
                      parallelism=parallelism, state_backend=state_backend, checkpoint_interval="60 s")
 
 
+def _conf(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--conf {pair!r}: expected KEY=VALUE")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def report(name: str, run: dict, events: int, floor_rate: float | None, files: tuple[int, float] | None) -> None:
+    rate = events / run["seconds"]
+    steady = run["steady"]
+    cpu_us = run["cpu_seconds"] * 1e6 / events
+    line = f"{name:<8} {rate:>9,.0f} ev/s end to end ({run['seconds']:.0f} s), CPU {cpu_us:,.0f} us/event"
+    if steady:
+        line += (f"; steady {steady['events_per_s']:>9,.0f} ev/s, {steady['cpu_us']:,.0f} us/event "
+                 f"(over {steady['seconds']:.0f} s)")
+    if floor_rate:
+        line += f"; x{(steady['events_per_s'] if steady else rate) / floor_rate:.2f} of the floor"
+    line += f"; peak JVM {run['peak_rss_mb']:,.0f} MiB"
+    if files:
+        line += f"; {files[0]} Paimon files, avg {files[1] / 1e6:.2f} MB"
+    print(line)
+    chains = [(label, sec * 1e6 / events) for label, sec in run["cpu_by_chain"].items()]
+    print("         CPU by chain (us/event): " + ", ".join(f"{label} {us:,.1f}" for label, us in chains if us >= 0.5))
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--events", type=int, default=2_000_000)
+    p.add_argument("--events", type=int, default=5_000_000)
+    p.add_argument("--users", choices=["zipf", "uniform"], default="zipf",
+                   help="zipf: the producer's user law (realistic); uniform: every event a cold key (worst case)")
     p.add_argument("--parallelism", type=int, default=2)
     p.add_argument("--state-backend", default="rocksdb", choices=["rocksdb", "hashmap"])
+    p.add_argument("--rungs", default=",".join(RUNGS), help=f"comma-separated, of {', '.join(RUNGS)}")
+    p.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
+                   help="a Flink option for the job rungs (repeatable), to measure a variant")
     p.add_argument("--keep", action="store_true", help="keep the bench topics and warehouse (default: delete them)")
     p.add_argument("--child", choices=["job", "lake", "floor", "blackhole"], help=argparse.SUPPRESS)
     p.add_argument("--topic", help=argparse.SUPPRESS)
     p.add_argument("--warehouse", help=argparse.SUPPRESS)
     args = p.parse_args()
     settings = Settings.from_env()
+    extra = _conf(args.conf)
     if args.child:
         settings = replace(settings, paimon_warehouse=args.warehouse)
-        print(json.dumps(run_one(args.child, settings, job_for(args.topic, args.parallelism, args.state_backend))))
+        job = job_for(args.topic, args.parallelism, args.state_backend)
+        print(json.dumps(run_one(args.child, settings, job, extra if args.child in ("job", "lake") else {})))
         return 0
+    rungs = [r.strip() for r in args.rungs.split(",") if r.strip()]
+    if unknown := [r for r in rungs if r not in RUNGS]:
+        p.error(f"unknown rung(s) {', '.join(unknown)}; choose from {', '.join(RUNGS)}")
 
     from scripts.services import kafka, manage
 
@@ -209,31 +336,44 @@ def main() -> int:
     kafka.ensure_topics(settings, {t: 6 for t in job.aggregate_topics})
     warehouse = settings.data_dir / "bench" / topic
     warehouse.mkdir(parents=True)
-    settings = replace(settings, paimon_warehouse=warehouse.as_uri())
+    results: dict[str, tuple[dict, tuple[int, float] | None]] = {}
     try:
-        fill_s = fill(settings, topic, args.events)
-        print(f"filled {topic} with {args.events:,} events in {fill_s:.1f}s ({args.events / fill_s:,.0f}/s)")
-        base = child("blackhole", settings, job)
-        floor = child("floor", replace(settings, paimon_warehouse=(warehouse / "lake_floor").as_uri()), job)
-        lake = child("lake", replace(settings, paimon_warehouse=(warehouse / "lake_only").as_uri()), job)
-        full = child("job", settings, job)
-        files, avg = paimon_files(warehouse)
+        fill_s = fill(settings, topic, args.events, args.users)
+        print(f"filled {topic} with {args.events:,} events ({args.users} users) in {fill_s:.0f} s; "
+              f"load average before the runs {os.getloadavg()[0]:.2f}", flush=True)
+        for rung in rungs:
+            kind, parallelism = ("job", 1) if rung.startswith("job-p1") else (rung, args.parallelism)
+            wh = warehouse / rung
+            rung_settings = replace(settings, paimon_warehouse=wh.as_uri())
+            run = child(kind, rung_settings, replace(job, parallelism=parallelism), args.conf,
+                        one_cpu=rung == "job-p1-1cpu")
+            results[rung] = (run, paimon_files(wh) if kind != "blackhole" else None)
+            report(rung, run, args.events, None, results[rung][1])
+            sys.stdout.flush()
     finally:
         if not args.keep:
             kafka.delete_topics(settings, [topic, *job.aggregate_topics])
             shutil.rmtree(warehouse, ignore_errors=True)
-    base_rate, job_rate = args.events / base["seconds"], args.events / full["seconds"]
-    for name, run, rate in (("baseline Kafka -> blackhole", base, base_rate),
-                            ("lake floor (JSON format -> Paimon)", floor, args.events / floor["seconds"]),
-                            ("lake only (Paimon + rejected)", lake, args.events / lake["seconds"]),
-                            ("job (Paimon + rejected + 3 aggregates)", full, job_rate)):
-        print(f"{name}: {rate:>10,.0f} events/s ({run['seconds']:.1f}s, peak JVM {run['peak_rss_mb']:,.0f} MiB, "
-              f"JVM CPU {run['cpu_seconds']:.0f}s = {run['cpu_seconds'] * 1e6 / args.events:.0f} us/event "
-              "incl. start-up)")
-        print("    CPU by thread: " + ", ".join(f"{name} {sec:.0f}s" for name, sec in run["cpu_by_thread"].items()))
-    print(f"ratio job/baseline: {job_rate / base_rate:.2f}   (targets: >= 100,000 events/s and >= 0.5)")
-    print(f"Paimon user_actions files: {files}, average {avg / 1e6:.2f} MB; parallelism {args.parallelism}, "
-          f"state backend {args.state_backend}; load average {os.getloadavg()[0]:.2f} (box shared with Kafka)")
+
+    def rate(rung: str) -> float | None:
+        if rung not in results:
+            return None
+        run = results[rung][0]
+        return run["steady"]["events_per_s"] if run["steady"] else args.events / run["seconds"]
+
+    print(f"\nsummary: {args.events:,} events, {args.users} users, parallelism {args.parallelism}, "
+          f"{args.state_backend} state, conf {extra or 'default'}; load average {os.getloadavg()[0]:.2f}")
+    for rung in rungs:
+        report(rung, results[rung][0], args.events, rate("floor") if rung != "floor" else None, results[rung][1])
+    if rate("job") and rate("job-p1"):
+        print(f"scaling: job at parallelism {args.parallelism} / 1 = x{rate('job') / rate('job-p1'):.2f} (both on all "
+              f"{os.cpu_count()} cores)")
+    if rate("job") and rate("job-p1-1cpu"):
+        print(f"scaling per core: parallelism {args.parallelism} on {os.cpu_count()} cores / parallelism 1 on one "
+              f"core = x{rate('job') / rate('job-p1-1cpu'):.2f}")
+    if rate("job") and rate("floor"):
+        print(f"targets: job >= 25,000 ev/s steady and >= 0.35x floor; lake >= 0.8x floor; job CPU <= 80 us/event;"
+              f" scaling >= 1.6x. Job: {rate('job'):,.0f} ev/s, x{rate('job') / rate('floor'):.2f}")
     return 0
 
 

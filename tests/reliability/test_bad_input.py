@@ -87,6 +87,19 @@ def catalogue(t0: int, actions: tuple[str, ...]) -> list[tuple[str, bytes | None
         ("empty event_id", variant(event_id=""), "event_id empty or longer than 64 characters"),
         ("event_id of 65 characters", variant(event_id="e" * 65), "event_id empty or longer than 64 characters"),
         ("escaped quote in event_id", variant(event_id='a"b'), "escaped characters in event_id or action_type"),
+        ("escaped control character in action_type", variant(action_type=a + "\n"),
+         "escaped characters in event_id or action_type"),
+        ("metadata as string", variant(metadata="home"), "wrong type: metadata is not an object"),
+        ("invalid UTF-8: an encoded surrogate", variant(event_id="ab").replace(b'"ab"', b'"a\xed\xa0\x80b"'),
+         "invalid UTF-8"),
+        # the windows would have to pick one of two timestamps: the first differs, the last is the valid one
+        ("two different timestamp keys", variant().replace(b'{"event_id"', b'{"timestamp": %d, "event_id"' % (t0 + 1)),
+         "ambiguous timestamp"),
+        ("a second timestamp key spelled with escapes",
+         variant().replace(b'{"event_id"', b'{"time\\u0073tamp": %d, "event_id"' % (t0 + 1)), "ambiguous timestamp"),
+        ("content after the object", variant() + b" trailing", "unparseable JSON"),
+        ("two JSON objects in one record", variant() + variant(), "unparseable JSON"),
+        ("byte order mark", b"\xef\xbb\xbf" + variant(), "unparseable JSON"),
         ("oversized malformed, near the broker limit", b'{"event_id": "' + filler.encode(), "unparseable JSON"),
     ]
 
