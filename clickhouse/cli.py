@@ -128,8 +128,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         apply_schema(clients.get(), _schema_options(args))
         stop = threading.Event()
         try:
-            Loader(settings.kafka_bootstrap, clients.get, _loader_options(args),
-                   kafka_config=settings.kafka_client_config()).run(stop)
+            Loader(settings.kafka_client_config(), clients.get, _loader_options(args)).run(stop)
         except KeyboardInterrupt:
             stop.set()
         return 0

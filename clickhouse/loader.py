@@ -102,10 +102,10 @@ class LoaderMetrics:
 class Loader:
     """Consume the aggregate topics and insert them into ClickHouse until ``stop`` is set."""
 
-    def __init__(self, bootstrap: str, client_factory: Callable[[], Client], options: LoaderOptions,
-                 metrics: LoaderMetrics | None = None, kafka_config: Mapping[str, str] | None = None) -> None:
-        self.bootstrap = bootstrap
-        self.kafka_config = dict(kafka_config or {})  # TLS/SASL: Settings.kafka_client_config()
+    def __init__(self, kafka_config: Mapping[str, str], client_factory: Callable[[], Client], options: LoaderOptions,
+                 metrics: LoaderMetrics | None = None) -> None:
+        # Settings.kafka_client_config(): bootstrap servers with the TLS/SASL settings, the one way to reach Kafka.
+        self.kafka_config = dict(kafka_config)
         self.client_factory = client_factory
         self.options = options
         self.tables = options.topic_tables()
@@ -127,7 +127,6 @@ class Loader:
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="loader-insert")
         self._client = self._worker.submit(self.client_factory).result()  # the worker's own client
         self._consumer = Consumer({
-            "bootstrap.servers": self.bootstrap,
             **self.kafka_config,
             "group.id": self.options.group_id,
             "enable.auto.commit": False,

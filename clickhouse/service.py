@@ -38,8 +38,8 @@ class Service:
     def start(self) -> None:
         apply_schema(self.clients.get(), self.schema)
         if self.loader_options is not None:
-            loader = Loader(self.settings.kafka_bootstrap, self.clients.get, self.loader_options, self.metrics,
-                            kafka_config=self.settings.kafka_client_config())
+            loader = Loader(self.settings.kafka_client_config(), self.clients.get, self.loader_options,
+                            self.metrics)
             self._threads.append(threading.Thread(target=self._run_loader, args=(loader,), name="loader",
                                                   daemon=True))
         api = Api(self.clients, self.schema.database, self._loader_status)

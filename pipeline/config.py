@@ -128,6 +128,18 @@ class Settings:
                 conf[key] = value
         return conf
 
+    def kafka_python_config(self) -> dict[str, object]:
+        """The same settings as kafka-python keyword arguments (the producer's pure-Python backend)."""
+        conf: dict[str, object] = {"bootstrap_servers": self.kafka_bootstrap.split(",")}
+        for key, value in (("security_protocol", self.kafka_security_protocol),
+                           ("sasl_mechanism", self.kafka_sasl_mechanism),
+                           ("sasl_plain_username", self.kafka_sasl_username),
+                           ("sasl_plain_password", self.kafka_sasl_password),
+                           ("ssl_cafile", self.kafka_ssl_ca_location)):
+            if value:
+                conf[key] = value
+        return conf
+
     def kafka_java_properties(self, class_prefix: str = "") -> dict[str, str]:
         """The same TLS/SASL settings as Kafka's Java client properties (the Flink job's Kafka tables).
 

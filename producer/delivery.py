@@ -165,7 +165,7 @@ class KafkaPythonBackend:
         self._done_in_head = 0
         try:
             self._producer = KafkaProducer(
-                bootstrap_servers=settings.kafka_bootstrap.split(","),
+                **settings.kafka_python_config(),  # bootstrap + TLS/SASL from configuration
                 acks="all",
                 enable_idempotence=True,
                 linger_ms=options.linger_ms,

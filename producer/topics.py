@@ -27,7 +27,7 @@ def ensure_topic(settings: Settings, topic: str, partitions: int, timeout_s: flo
     from confluent_kafka.admin import AdminClient, NewTopic
 
     check_topic_name(topic)
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "logger": _QUIET})
+    admin = AdminClient({**settings.kafka_client_config(), "logger": _QUIET})
     try:
         existing = admin.list_topics(timeout=timeout_s).topics
     except KafkaException:

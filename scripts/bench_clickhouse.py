@@ -55,7 +55,7 @@ def produce(settings: Settings, topic: str, rows: int) -> list[bytes]:
         ws, we = windows[(n // 5000) % 288]
         values.append(b'{"window_start":"%s","window_end":"%s","user_id":%d,"total_actions":%d,"version":%d}'
                       % (ws.encode(), we.encode(), 1 + (n * 7) % 30_000_000, 1 + n % 37, 1_700_000_000_000 + n))
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "linger.ms": 20,
+    producer = Producer({**settings.kafka_client_config(), "linger.ms": 20,
                          "batch.size": 1_000_000, "queue.buffering.max.messages": 2_000_000})
     for i, v in enumerate(values):
         while True:
@@ -70,7 +70,7 @@ def produce(settings: Settings, topic: str, rows: int) -> list[bytes]:
 
 def consume_only(settings: Settings, topic: str, rows: int) -> tuple[float, float]:
     """Baseline: the same records consumed with the same client settings, values touched, nothing else."""
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"bench-raw-{uuid.uuid4().hex}",
+    consumer = Consumer({**settings.kafka_client_config(), "group.id": f"bench-raw-{uuid.uuid4().hex}",
                          "auto.offset.reset": "earliest", "enable.auto.commit": False,
                          "fetch.max.bytes": 64 * 1024 * 1024, "max.partition.fetch.bytes": 8 * 1024 * 1024,
                          "queued.min.messages": 200_000})
@@ -92,7 +92,7 @@ def consume_only(settings: Settings, topic: str, rows: int) -> tuple[float, floa
 def loader_rate(settings: Settings, clients: ThreadClients, topic: str, rows: int, db: str
                 ) -> tuple[float, float, dict]:
     options = LoaderOptions(group_id=f"bench-loader-{uuid.uuid4().hex}", topics={topic: TABLE}, database=db)
-    loader = Loader(settings.kafka_bootstrap, clients.get, options)
+    loader = Loader(settings.kafka_client_config(), clients.get, options)
     stop = threading.Event()
     thread = threading.Thread(target=loader.run, args=(stop,))
     thread.start()
@@ -191,7 +191,7 @@ def main() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="bench-clickhouse-"))
     settings = replace(Settings.from_env(), data_dir=scratch)
     topic = f"bench_ch_{uuid.uuid4().hex[:8]}"
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    admin = AdminClient(settings.kafka_client_config())
     try:
         print("(CPU shared with other work on this 2-core machine: figures are a lower bound)")
         ensure_topics(settings, {topic: 6})

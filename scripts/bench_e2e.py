@@ -196,7 +196,7 @@ class Pipeline:
         from confluent_kafka import Consumer
 
         # Never subscribes: only reads the job group's committed offsets and the end offsets.
-        self.offsets = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": names.job_group,
+        self.offsets = Consumer({**settings.kafka_client_config(), "group.id": names.job_group,
                                  "enable.auto.commit": False})
 
     # -- Kafka --------------------------------------------------------------------------------------

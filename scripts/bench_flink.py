@@ -64,7 +64,7 @@ def fill(settings: Settings, topic: str, n: int, users: str, partitions: int = 6
     config = SimulationConfig(seed=7, start_ms=T0, events_per_sim_second=n / SPAN_S, diurnal_pace=False,
                               zipf_exponent=1.0 if users == "zipf" else 0.0, invalid_fraction=0.001)
     generator = EventGenerator(config)
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "linger.ms": 50, "batch.size": 1_000_000,
+    producer = Producer({**settings.kafka_client_config(), "linger.ms": 50, "batch.size": 1_000_000,
                          "compression.type": "lz4", "queue.buffering.max.messages": 1_000_000,
                          "queue.buffering.max.kbytes": 1_048_576})
     start, sent = time.monotonic(), 0

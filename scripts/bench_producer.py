@@ -63,7 +63,7 @@ def bench_generator(events: int) -> dict[str, float]:
 def reset_topic(settings: Settings, delete_only: bool = False) -> None:
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    admin = AdminClient(settings.kafka_client_config())
     if TOPIC in admin.list_topics(timeout=10).topics:
         admin.delete_topics([TOPIC])[TOPIC].result(timeout=30)
         while TOPIC in admin.list_topics(timeout=10).topics:

@@ -76,7 +76,7 @@ def env(services):
 def run_loader(env, group: str) -> Loader:
     options = LoaderOptions(group_id=group, batch_rows=500, max_latency_s=0.3, topics=env["topics"],
                             database=env["db"])
-    loader = Loader(env["settings"].kafka_bootstrap, env["clients"].get, options)
+    loader = Loader(env["settings"].kafka_client_config(), env["clients"].get, options)
     stop = threading.Event()
     thread = threading.Thread(target=loader.run, args=(stop,))
     thread.start()

@@ -71,7 +71,7 @@ def healthy(settings: Settings, timeout: float = 2.0) -> bool:
     from confluent_kafka.admin import AdminClient
 
     try:
-        AdminClient({"bootstrap.servers": settings.kafka_bootstrap}).list_topics(timeout=timeout)
+        AdminClient(settings.kafka_client_config()).list_topics(timeout=timeout)
         return True
     except Exception:
         return False
@@ -133,7 +133,7 @@ def ensure_topics(settings: Settings, topics: dict[str, int] | None = None) -> l
     from confluent_kafka.admin import AdminClient, NewTopic
 
     wanted = topics or {name: settings.kafka_partitions for name in (RAW_TOPIC, *AGGREGATE_TOPICS)}
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    admin = AdminClient(settings.kafka_client_config())
     try:
         existing = set(admin.list_topics(timeout=10).topics)
     except Exception as exc:

@@ -118,7 +118,7 @@ def load_aggregates(chdb_settings: Settings, job: JobConfig, timeout: float = 12
     topics = dict(zip(job.aggregate_topics,
                       ("user_aggregations", "user_action_aggregations", "user_aggregations_realtime"), strict=True))
     group = f"{database}_loader"
-    loader = Loader(chdb_settings.kafka_bootstrap, clients.get,
+    loader = Loader(chdb_settings.kafka_client_config(), clients.get,
                     LoaderOptions(group_id=group, batch_rows=50_000, max_latency_s=0.3, topics=topics,
                                   database=database))
     stop = threading.Event()
