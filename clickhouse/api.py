@@ -16,9 +16,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
+from base.config import PROJECT_ROOT
 from clickhouse.queries import WINDOW_TABLES, Queries
 from clickhouse.store import ThreadClients
-from pipeline.config import PROJECT_ROOT
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ import logging
 import sys
 import threading
 
-from pipeline.config import Settings
-from pipeline.errors import UserError
+from base.config import Settings
+from base.errors import UserError
 
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:

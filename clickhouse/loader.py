@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from clickhouse_connect.driver.client import Client
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from base.contract import AGGREGATE_TOPICS
 from clickhouse.records import KINDS, parse
-from pipeline.config import AGGREGATE_TOPICS
 
 log = logging.getLogger(__name__)
 

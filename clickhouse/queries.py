@@ -12,10 +12,13 @@ from datetime import UTC, datetime
 
 from clickhouse_connect.driver.client import Client
 
+from base.contract import AGGREGATES
 from clickhouse.schema import TABLES, check_identifier
 
 # Per-user windows: which table serves a requested granularity.
-WINDOW_TABLES = {"5m": "user_aggregations_realtime", "2h": "user_aggregations"}
+# The per-user aggregates of the contract by window label ("5m", "2h"): what the API's ?window= selects.
+WINDOW_TABLES = {(f"{a.window_minutes}m" if a.window_minutes < 60 else f"{a.window_minutes // 60}h"): a.name
+                 for a in AGGREGATES if a.key_columns == ("user_id",)}
 
 
 def _rows(client: Client, sql: str, params: dict) -> list[dict]:

@@ -18,6 +18,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pajson
 
+from base.contract import AGGREGATES
+
 TIME = pa.timestamp("ms", tz="UTC")
 MAX_USER_ID = 2**32 - 1
 MAX_COUNT = 2**32 - 1
@@ -51,11 +53,9 @@ class Kind:
         return pa.schema([(c, types[c]) for c in self.columns])
 
 
-KINDS = {
-    "user_aggregations": Kind("user_aggregations", "total_actions", False),
-    "user_action_aggregations": Kind("user_action_aggregations", "actions", True),
-    "user_aggregations_realtime": Kind("user_aggregations_realtime", "total_actions", False),
-}
+# One record kind per aggregate of the contract (topic name = table name).
+KINDS = {a.name: Kind(a.name, a.count_column, "action_type" in a.key_columns) for a in AGGREGATES}
+assert all(list(KINDS[a.name].columns) == list(a.columns) for a in AGGREGATES), "columns differ from the contract"
 
 
 @dataclass

@@ -7,13 +7,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
+from base.contract import AGGREGATE_TOPICS, AGGREGATES_BY_NAME
+
 SCHEMA_DIR = Path(__file__).resolve().parent / "schema"
 ANALYTICS_SQL = SCHEMA_DIR / "analytics.sql"
 KAFKA_ENGINE_SQL = SCHEMA_DIR / "kafka_engine.sql"
 CLUSTER_SQL = SCHEMA_DIR / "cluster.sql"
 
 DEFAULT_DATABASE = "analytics"
-TABLES = ("user_aggregations", "user_action_aggregations", "user_aggregations_realtime")
+TABLES = AGGREGATE_TOPICS  # one table per aggregate of the contract, named like its topic
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _BROKERS = re.compile(r"^[A-Za-z0-9_.\-]+:\d+(,[A-Za-z0-9_.\-]+:\d+)*$")
@@ -24,8 +26,8 @@ class SchemaOptions:
     """What the schema files leave open. TTLs are in days (0 is rejected: a TTL must be positive)."""
 
     database: str = DEFAULT_DATABASE
-    realtime_ttl_days: int = 90
-    window_ttl_days: int = 365
+    realtime_ttl_days: int = AGGREGATES_BY_NAME["user_aggregations_realtime"].ttl_days
+    window_ttl_days: int = AGGREGATES_BY_NAME["user_aggregations"].ttl_days
 
     def __post_init__(self) -> None:
         check_identifier(self.database, "database")

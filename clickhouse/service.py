@@ -8,12 +8,12 @@ import signal
 import threading
 from dataclasses import dataclass
 
+from base.config import Settings
+from base.errors import UserError
 from clickhouse.api import Api, make_server
 from clickhouse.loader import Loader, LoaderMetrics, LoaderOptions
 from clickhouse.schema import SchemaOptions
 from clickhouse.store import ThreadClients, apply_schema
-from pipeline.config import Settings
-from pipeline.errors import UserError
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ import os
 import sys
 import urllib.request
 
-from pipeline.config import PROJECT_ROOT, Settings
-from scripts.services.process import ManagedProcess, port_open, require_port_free, wait_until
+from base.config import PROJECT_ROOT, Settings
+from local_services.process import ManagedProcess, port_open, require_port_free, wait_until
 
 NAME = "clickhouse"
 

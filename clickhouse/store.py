@@ -18,8 +18,8 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError, ProgrammingError
 
+from base.errors import UserError
 from clickhouse.schema import SchemaOptions, analytics_statements
-from pipeline.errors import UserError
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from pipeline.config import Settings
+from base.config import Settings
 
 _SCRATCH: Path | None = None
 

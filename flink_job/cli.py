@@ -11,9 +11,9 @@ import os
 import sys
 from collections.abc import Sequence
 
+from base.config import Settings
+from base.errors import UserError
 from flink_job.job_config import STATE_BACKENDS, JobConfig
-from pipeline.config import Settings
-from pipeline.errors import UserError
 
 
 def add_job_arguments(p: argparse.ArgumentParser) -> None:
@@ -71,7 +71,7 @@ def run_job(args: argparse.Namespace, settings: Settings) -> int:
 
     job = job_config(args)
     if args.submit:
-        from scripts.services import flink_cluster
+        from local_services import flink_cluster
 
         print(flink_cluster.submit(settings, job))
         return 0
@@ -95,7 +95,7 @@ def _cluster_args(p: argparse.ArgumentParser) -> None:
 
 
 def _cluster_run(args: argparse.Namespace, settings: Settings) -> int:
-    from scripts.services import flink_cluster
+    from local_services import flink_cluster
 
     print(getattr(flink_cluster, args.action)(settings))
     return 0

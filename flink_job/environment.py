@@ -1,6 +1,7 @@
-"""A Flink TableEnvironment with the pinned connector jars, UTC time, checkpointing and the state backend.
+"""The pipeline job's Flink options: UTC time, checkpointing, the state backend and its tuning (the table
+environment itself comes from local_services/flink_runtime.py).
 
-Memory on this 2-core, 24 GiB box (see scripts/services/flink_cluster.py for the standalone cluster): one
+Memory on this 2-core, 24 GiB box (see local_services/flink_cluster.py for the standalone cluster): one
 TaskManager of 8 GiB process memory with 2 slots; 40 % of Flink memory is managed memory, which RocksDB uses
 for its block cache and write buffers (state.backend.rocksdb.memory.managed), the rest is heap for the Paimon
 writers (one per partition and bucket) and network buffers. The local mini-cluster runs inside the PyFlink
@@ -13,62 +14,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pipeline.config import Settings
-from pipeline.errors import UserError
+from base.config import Settings
 
 if TYPE_CHECKING:
-    from pyflink.table import StreamTableEnvironment, TableEnvironment
-
     from flink_job.job_config import JobConfig
-
-
-def connector_jars(settings: Settings) -> list[str]:
-    """file:// URLs of the jars the job ships: the Kafka and Paimon connectors fetched by scripts/setup.sh, and the
-    job's own value format (flink_job/format) that it builds."""
-    jars = sorted((settings.jars_dir / "flink").glob("*.jar")) + sorted((settings.jars_dir / "format").glob("*.jar"))
-    names = " ".join(j.name for j in jars)
-    for needed in ("flink-sql-connector-kafka", "paimon-flink", "paimon-s3", "user-action-format"):
-        if needed not in names:
-            where = "format" if needed == "user-action-format" else "flink"
-            raise UserError(
-                f"Flink jar {needed}-*.jar is missing in {settings.jars_dir / where}: run scripts/setup.sh"
-            )
-    return [j.as_uri() for j in jars]
-
-
-def create_table_env(
-    settings: Settings, streaming: bool = True, parallelism: int = 1, extra: dict[str, str] | None = None
-) -> TableEnvironment:
-    from pyflink.table import EnvironmentSettings, TableEnvironment
-
-    env_settings = EnvironmentSettings.in_streaming_mode() if streaming else EnvironmentSettings.in_batch_mode()
-    return _configure(TableEnvironment.create(env_settings), settings, parallelism, extra)
-
-
-def create_stream_table_env(
-    settings: Settings, parallelism: int = 1, extra: dict[str, str] | None = None
-) -> StreamTableEnvironment:
-    """A streaming TableEnvironment that can also hand tables to and from DataStreams."""
-    from pyflink.common import Configuration
-    from pyflink.datastream import StreamExecutionEnvironment
-    from pyflink.table import StreamTableEnvironment
-
-    config = Configuration()
-    for key, value in (extra or {}).items():
-        config.set_string(key, value)
-    env = StreamExecutionEnvironment.get_execution_environment(config)
-    env.add_jars(*connector_jars(settings))  # also puts them on the client's class loader (catalog creation)
-    return _configure(StreamTableEnvironment.create(env), settings, parallelism, extra)
-
-
-def _configure(t_env, settings: Settings, parallelism: int, extra: dict[str, str] | None):
-    conf = t_env.get_config()
-    # pipeline.jars are shipped with the job, so the same setting serves the mini-cluster and `flink run`.
-    conf.set("pipeline.jars", ";".join(connector_jars(settings)))
-    conf.set("parallelism.default", str(parallelism))
-    for key, value in (extra or {}).items():
-        conf.set(key, value)
-    return t_env
 
 
 def job_options(settings: Settings, job: JobConfig) -> dict[str, str]:

@@ -1,6 +1,6 @@
 """What one run of the job reads, writes and how: topics, time semantics, runtime settings.
 
-Services (Kafka, warehouse, S3) come from ``pipeline.config.Settings``; this is the job's own part,
+Services (Kafka, warehouse, S3) come from ``base.config.Settings``; this is the job's own part,
 filled from CLI flags. Defaults are the production ones; tests override topics and ``bounded``.
 """
 
@@ -8,19 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pipeline.config import AGGREGATE_TOPICS, RAW_TOPIC
-from pipeline.errors import UserError
+from base.contract import ACTION_TYPES, AGGREGATE_TOPICS, RAW_TOPIC
+from base.errors import UserError
 
 STATE_BACKENDS = ("rocksdb", "hashmap")
-
-
-def contract_action_types() -> tuple[str, ...]:
-    """The 153 action names of the event contract (producer/action_types.py), read when needed."""
-    try:
-        from producer.action_types import ACTION_TYPES
-    except ImportError:
-        raise UserError("producer/action_types.py (ACTION_TYPES) is missing: the job validates against it") from None
-    return tuple(ACTION_TYPES)
 
 
 @dataclass(frozen=True)
@@ -62,7 +53,7 @@ class JobConfig:
                 raise UserError(f"topic or group name '{name}' is empty or contains a quote")
 
     def valid_action_types(self) -> tuple[str, ...]:
-        return self.action_types or contract_action_types()
+        return self.action_types or ACTION_TYPES
 
     def to_argv(self) -> list[str]:
         """The CLI flags that reproduce this configuration (for `flink run -py flink_job/__main__.py ...`)."""

@@ -7,9 +7,9 @@ import sys
 import time
 import urllib.request
 
-from pipeline.config import PROJECT_ROOT, Settings
-from pipeline.errors import UserError
-from scripts.services.process import ManagedProcess
+from base.config import PROJECT_ROOT, Settings
+from base.errors import UserError
+from local_services.process import ManagedProcess
 
 # Short checkpoints in the demo: Paimon rows become visible on each checkpoint.
 DEMO_CHECKPOINT_INTERVAL = "10 s"
@@ -24,7 +24,7 @@ def start(settings: Settings, cluster: bool = False, checkpoint_interval: str = 
     job_flags = ["--checkpoint-interval", checkpoint_interval, "--parallelism", "2"]
     if cluster:
         from flink_job.cli import add_job_arguments, job_config
-        from scripts.services import flink_cluster
+        from local_services import flink_cluster
 
         lines = [flink_cluster.start(settings)]
         import argparse
@@ -48,7 +48,7 @@ def start(settings: Settings, cluster: bool = False, checkpoint_interval: str = 
 
 def stop(settings: Settings, cluster: bool = False) -> str:
     if cluster:
-        from scripts.services import flink_cluster
+        from local_services import flink_cluster
 
         _cancel_running_jobs(flink_cluster.rest_url(settings))
         return flink_cluster.stop(settings)

@@ -9,17 +9,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from base.config import Settings
+from base.contract import MAX_USERS
 from flink_job import sql_text
-from flink_job.environment import create_stream_table_env, job_options
+from flink_job.environment import job_options
 from flink_job.job_config import JobConfig
 from lakehouse import catalog as lake_catalog
 from lakehouse.tables import TABLES
-from pipeline.config import Settings
+from local_services.flink_runtime import create_stream_table_env
 
 if TYPE_CHECKING:
     from pyflink.table import StatementSet, TableEnvironment, TableResult
-
-MAX_USER_ID = 30_000_000
 
 
 # flink-sql-connector-kafka relocates Kafka's classes; the JAAS login module must be named with this prefix.
@@ -57,7 +57,7 @@ def sql_params(settings: Settings, job: JobConfig) -> dict[str, str]:
         "startup_mode": job.startup_mode,
         "bounded_mode": "latest-offset" if job.bounded else "unbounded",
         "watermark_delay_seconds": str(job.watermark_delay_seconds),
-        "max_user_id": str(MAX_USER_ID),
+        "max_user_id": str(MAX_USERS),
         # The value format's list option: names separated by ';' (validated by the format at planning time).
         "action_types": ";".join(job.valid_action_types()).replace("'", "''"),
         "kafka_sink_options": _options_sql(kafka_sink),

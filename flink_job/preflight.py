@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlparse
 
-from flink_job.environment import connector_jars
+from base.config import Settings
+from base.errors import UserError
 from flink_job.job_config import JobConfig
-from pipeline.config import Settings
-from pipeline.errors import UserError
+from local_services.flink_runtime import connector_jars
 
 
 def check(settings: Settings, job: JobConfig) -> None:
@@ -48,7 +48,7 @@ def check_warehouse(settings: Settings) -> None:
         if existing is None or not existing.is_dir():
             raise UserError(f"PAIMON_WAREHOUSE '{settings.paimon_warehouse}': {existing} is not a directory")
         return
-    from scripts.services import s3
+    from local_services import s3
 
     try:
         s3.client(settings).head_bucket(Bucket=settings.s3_bucket)

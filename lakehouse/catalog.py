@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pipeline.config import Settings
+from base.config import Settings
 
 if TYPE_CHECKING:
     from pypaimon.catalog.catalog import Catalog
@@ -64,7 +64,7 @@ def open_table(settings: Settings, name: str):  # -> pypaimon FileStoreTable
     """``lake.<name>`` on the configured warehouse; a missing table is a UserError, not a traceback."""
     from pypaimon.catalog.catalog_exception import TableNotExistException
 
-    from pipeline.errors import UserError
+    from base.errors import UserError
 
     try:
         return open_catalog(settings).get_table(f"{DATABASE}.{name}")

@@ -6,11 +6,11 @@ import argparse
 import sys
 from datetime import UTC, date, datetime
 
+from base.config import Settings
+from base.errors import UserError
 from lakehouse import output
 from lakehouse.catalog import open_table
 from lakehouse.tables import USER_ACTIONS, USER_ACTIONS_REJECTED
-from pipeline.config import Settings
-from pipeline.errors import UserError
 
 TABLE_NAMES = tuple(t.name for t in (USER_ACTIONS, USER_ACTIONS_REJECTED))
 

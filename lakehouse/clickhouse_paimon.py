@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from urllib.parse import urlparse
 
+from base.config import Settings
 from lakehouse.catalog import DATABASE
-from pipeline.config import Settings
 
 
 def table_path(settings: Settings, table: str) -> str:

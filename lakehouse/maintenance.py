@@ -21,9 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from base.config import Settings
+from base.errors import UserError
 from lakehouse.catalog import DATABASE, flink_create_catalog_sql
-from pipeline.config import Settings
-from pipeline.errors import UserError
 
 if TYPE_CHECKING:
     from pyflink.table import TableEnvironment
@@ -43,8 +43,8 @@ class Maintenance:
     @property
     def t_env(self) -> TableEnvironment:
         if self._t_env is None:
-            from flink_job.environment import create_table_env
             from lakehouse.catalog import CATALOG_NAME
+            from local_services.flink_runtime import create_table_env
 
             # table.dml-sync: Paimon's procedures wait for their Flink job only when this is set;
             # otherwise CALL sys.compact returns at submission with the files not yet rewritten.

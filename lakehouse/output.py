@@ -9,7 +9,7 @@ from typing import BinaryIO
 
 import pyarrow as pa
 
-from pipeline.errors import UserError
+from base.errors import UserError
 
 FORMATS = ("table", "csv", "jsonl", "parquet")
 MAX_CELL = 60  # terminal cells longer than this are cut, so a JSON column doesn't wrap every line

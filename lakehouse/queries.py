@@ -119,7 +119,7 @@ def _predicate(builder, where: list[tuple[str, str, Any]] | None) -> Predicate |
 
 def date_range(start: date, end: date) -> tuple[str, str]:
     if end < start:
-        from pipeline.errors import UserError
+        from base.errors import UserError
 
         raise UserError(f"date range {start}..{end} is empty: --to is before --from")
     return start.isoformat(), end.isoformat()
@@ -164,7 +164,7 @@ def partition_counts(table: FileStoreTable, start: date | None = None, end: date
 def action_counts(table: FileStoreTable, event_date: date, event_hour: int) -> QueryResult:
     """Events per action type in one 2-hour slot (one partition), most frequent first."""
     if event_hour % 2 or not 0 <= event_hour <= 22:
-        from pipeline.errors import UserError
+        from base.errors import UserError
 
         raise UserError(f"--hour {event_hour}: a slot starts at an even hour 0..22")
     where = [("event_date", "equal", event_date.isoformat()), ("event_hour", "equal", event_hour)]

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from base import contract
+from base.errors import UserError
 from lakehouse import queries
-from pipeline.errors import UserError
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -38,11 +39,8 @@ class Aggregate:
     count: str
 
 
-AGGREGATES = (
-    Aggregate("user_aggregations", 120 * MINUTE_MS, ("user_id",), "total_actions"),
-    Aggregate("user_action_aggregations", 120 * MINUTE_MS, ("user_id", "action_type"), "actions"),
-    Aggregate("user_aggregations_realtime", 5 * MINUTE_MS, ("user_id",), "total_actions"),
-)
+AGGREGATES = tuple(Aggregate(a.name, a.window_minutes * MINUTE_MS, a.key_columns, a.count_column)
+                   for a in contract.AGGREGATES)
 
 
 @dataclass(frozen=True)

@@ -1,1 +1,1 @@
-"""Shared plumbing of the pipeline: configuration, errors and the command-line entry point."""
+"""The front end: the `pipeline` command line and the local demo, which drive the parts."""

@@ -11,8 +11,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
-from pipeline.config import VARIABLES, Settings
-from pipeline.errors import UserError
+from base.config import VARIABLES, Settings
+from base.errors import UserError
 
 # Subcommands register here: name -> (help, add_arguments(parser), run(args, settings) -> exit code).
 Command = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace, Settings], int]]
@@ -32,7 +32,7 @@ def _services_args(p: argparse.ArgumentParser) -> None:
 
 
 def _services_run(args: argparse.Namespace, settings: Settings) -> int:
-    from scripts.services import manage
+    from local_services import manage
 
     names = args.names or list(manage.SERVICES)
     for line in getattr(manage, args.action)(settings, names):
@@ -63,14 +63,13 @@ def _demo_run(args: argparse.Namespace, settings: Settings) -> int:
     return run(args, settings)
 
 
-# Each part of the system contributes its subcommands from its own cli module, which defines
-# COMMANDS: dict[str, Command]. Keeps this file free of per-part code.
-PART_CLI_MODULES = ("producer.cli", "flink_job.cli", "lakehouse.cli", "clickhouse.cli")
-
-
 def commands() -> dict[str, Command]:
-    """All subcommands: the shared ones below plus each part's ``COMMANDS``."""
-    import importlib
+    """All subcommands: the shared ones below plus each part's ``COMMANDS`` (defined in its own cli module, so
+    this file holds no per-part code)."""
+    from clickhouse import cli as clickhouse_cli
+    from flink_job import cli as flink_job_cli
+    from lakehouse import cli as lakehouse_cli
+    from producer import cli as producer_cli
 
     cmds: dict[str, Command] = {
         "services": ("start, stop or show the local Kafka and S3 servers", _services_args, _services_run),
@@ -78,14 +77,8 @@ def commands() -> dict[str, Command]:
         "demo": ("run the whole pipeline locally with a live status and a summary (what ./run.sh calls)",
                  _demo_args, _demo_run),
     }
-    for module_name in PART_CLI_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue
-        cmds.update(module.COMMANDS)
+    for part in (producer_cli, flink_job_cli, lakehouse_cli, clickhouse_cli):
+        cmds.update(part.COMMANDS)
     return cmds
 
 

@@ -17,10 +17,11 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from pipeline.config import AGGREGATE_TOPICS, PROJECT_ROOT, RAW_TOPIC, Settings
-from pipeline.errors import UserError
-from scripts.services import kafka
-from scripts.services.process import ManagedProcess
+from base.config import PROJECT_ROOT, Settings
+from base.contract import AGGREGATE_TOPICS, RAW_TOPIC
+from base.errors import UserError
+from local_services import kafka
+from local_services.process import ManagedProcess
 
 STATUS_EVERY_S = 5.0
 
@@ -115,7 +116,7 @@ class Demo:
     # -- start ---------------------------------------------------------------------------------
     def start(self) -> None:
         from clickhouse import service_process
-        from scripts.services import s3
+        from local_services import s3
 
         if not kafka.healthy(self.settings):
             self.say(kafka.start(self.settings))

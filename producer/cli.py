@@ -9,10 +9,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn
 
-from pipeline.config import RAW_TOPIC, Settings
-from pipeline.errors import UserError
+from base.config import Settings
+from base.contract import MAX_USERS, RAW_TOPIC
+from base.errors import UserError
 from producer.delivery import BACKENDS, DeliveryOptions
-from producer.generator import MAX_USERS, SimulationConfig
+from producer.generator import SimulationConfig
 
 COMPRESSIONS = ("none", "lz4", "zstd", "gzip", "snappy")
 MIN_START_MS, MAX_START_MS = 1_000_000_000_000, 9_000_000_000_000  # 2001..2255: 13-digit epoch ms

@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 import uuid
 
-from producer.action_types import ACTION_TYPE_SET
-from producer.generator import MAX_USERS
+from base.contract import ACTION_TYPE_SET, EVENT_FIELDS, MAX_USERS
 
-EVENT_FIELDS = ("event_id", "user_id", "action_type", "timestamp", "metadata", "device_info")
 METADATA_FIELDS = ("screen", "session_id", "duration_ms")
 DEVICE_FIELDS = ("device_id", "os", "os_version", "model", "app_version", "country", "network")
 

@@ -15,8 +15,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Protocol
 
-from pipeline.config import Settings
-from pipeline.errors import UserError
+from base.config import Settings
+from base.errors import UserError
 from producer.encoding import EncodedBatch
 from producer.partitioning import partitions_for_user_ids
 

@@ -19,9 +19,9 @@ from fractions import Fraction
 
 import numpy as np
 
+from base.contract import MAX_USERS
 from producer.action_types import ACTION_WEIGHTS
 
-MAX_USERS = 30_000_000  # the contract's user_id range is 1..30,000,000
 SESSION_MS = 30 * 60 * 1000  # a session id changes every 30 simulated minutes per user
 _PERMUTATION_A = 2_147_483_647  # prime > MAX_USERS, so rank -> user is a bijection for any user count
 _PERMUTATION_B = 7_919

@@ -11,12 +11,12 @@ import json
 import numpy as np
 import pyarrow as pa
 
-from producer.generator import INVALID_KINDS, MAX_USERS
+from base.contract import EVENT_FIELDS, MAX_USERS
+from producer.generator import INVALID_KINDS
 
 KINDS = ("bad_json", "missing_field", "wrong_type", "out_of_range_user_id", "unknown_action_type")
 assert len(KINDS) == INVALID_KINDS
 
-_REQUIRED = ("event_id", "user_id", "action_type", "timestamp", "metadata", "device_info")
 # A wrong JSON type for a field that no lenient parser can coerce back (e.g. no numeric strings).
 _WRONG_TYPES = (
     ("user_id", "user-42"),
@@ -36,7 +36,7 @@ def break_record(valid: bytes, kind: int, salt: int) -> bytes:
         return valid[: max(1, len(valid) // 2)]  # truncated mid-object
     event = json.loads(valid)
     if name == "missing_field":
-        del event[_REQUIRED[salt % len(_REQUIRED)]]
+        del event[EVENT_FIELDS[salt % len(EVENT_FIELDS)]]
     elif name == "wrong_type":
         field, value = _WRONG_TYPES[salt % len(_WRONG_TYPES)]
         event[field] = value

@@ -17,8 +17,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from pipeline.config import Settings
-from pipeline.errors import UserError
+from base.config import Settings
+from base.errors import UserError
 from producer.delivery import DeliveryOptions, open_backend
 from producer.encoding import encode
 from producer.generator import EventGenerator, SimulationConfig

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import re
 
-from pipeline.config import Settings
-from pipeline.errors import UserError
+from base.config import Settings
+from base.errors import UserError
 
 _LEGAL = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 _QUIET = logging.getLogger("producer.admin")

@@ -28,13 +28,13 @@ from pathlib import Path
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient
 
+from base.config import Settings
 from clickhouse.loader import Loader, LoaderOptions
 from clickhouse.records import KINDS, parse
 from clickhouse.schema import SchemaOptions
 from clickhouse.service import Service
 from clickhouse.store import ThreadClients, apply_schema
-from pipeline.config import Settings
-from scripts.services.kafka import ensure_topics
+from local_services.kafka import ensure_topics
 
 TABLE = "user_aggregations_realtime"
 

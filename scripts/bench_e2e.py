@@ -50,8 +50,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline.config import Settings  # noqa: E402
-from scripts.services.process import ManagedProcess, wait_until  # noqa: E402
+from base.config import Settings  # noqa: E402
+from local_services.process import ManagedProcess, wait_until  # noqa: E402
 
 REALTIME_TABLE = "user_aggregations_realtime"
 CHECKPOINT_S = 10
@@ -201,7 +201,7 @@ class Pipeline:
 
     # -- Kafka --------------------------------------------------------------------------------------
     def create_topics(self) -> None:
-        from scripts.services import kafka
+        from local_services import kafka
 
         kafka.ensure_topics(self.settings, {t: PARTITIONS for t in
                                             (self.names.source, self.names.baseline, *self.names.aggregates)})
@@ -217,7 +217,7 @@ class Pipeline:
         return True
 
     def delete_topics(self) -> None:
-        from scripts.services import kafka
+        from local_services import kafka
 
         kafka.delete_topics(self.settings, [self.names.source, self.names.baseline, *self.names.aggregates])
 
@@ -550,7 +550,7 @@ def main() -> int:
         return serve_child(args.prefix)
     rates = sorted(int(r) for r in args.rates.split(","))
 
-    from scripts.services import manage
+    from local_services import manage
 
     # The project's own Kafka (started if it is not running), under the usual DATA_DIR; everything else the
     # bench creates lives in its own temporary DATA_DIR.
@@ -559,7 +559,7 @@ def main() -> int:
     settings = replace(Settings.from_env(), data_dir=data_dir, paimon_warehouse=(data_dir / "warehouse").as_uri(),
                        clickhouse_url=None, dashboard_port=args.port)
     (data_dir / "warehouse").mkdir()
-    from scripts.services.process import require_port_free
+    from local_services.process import require_port_free
 
     require_port_free("bench dashboard", args.port)
     names = Names()
@@ -598,7 +598,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    from pipeline.errors import UserError
+    from base.errors import UserError
 
     try:
         sys.exit(main())

@@ -43,8 +43,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from base.config import Settings  # noqa: E402
 from flink_job.job_config import JobConfig  # noqa: E402
-from pipeline.config import Settings  # noqa: E402
 
 T0 = 1_772_323_200_000  # 2026-03-01 00:00:00 UTC
 SPAN_S = 6 * 3600
@@ -56,9 +56,9 @@ def fill(settings: Settings, topic: str, n: int, users: str, partitions: int = 6
     """N generator events (keyed by user_id, in event-time order within 50 ms), 0.1 % malformed; seconds taken."""
     from confluent_kafka import Producer
 
+    from local_services import kafka
     from producer.encoding import encode
     from producer.generator import EventGenerator, SimulationConfig
-    from scripts.services import kafka
 
     kafka.ensure_topics(settings, {topic: partitions})
     config = SimulationConfig(seed=7, start_ms=T0, events_per_sim_second=n / SPAN_S, diurnal_pace=False,
@@ -90,7 +90,8 @@ def _free_port() -> int:
 
 def statement_set_for(kind: str, settings: Settings, job: JobConfig, extra: dict[str, str]):
     from flink_job import pipeline
-    from flink_job.environment import create_stream_table_env, job_options
+    from flink_job.environment import job_options
+    from local_services.flink_runtime import create_stream_table_env
 
     if kind in ("job", "lake"):
         return pipeline.build(settings, job, lake_only=kind == "lake", extra=extra)[1]
@@ -328,7 +329,7 @@ def main() -> int:
     if unknown := [r for r in rungs if r not in RUNGS]:
         p.error(f"unknown rung(s) {', '.join(unknown)}; choose from {', '.join(RUNGS)}")
 
-    from scripts.services import kafka, manage
+    from local_services import kafka, manage
 
     manage.start(settings, ["kafka"])
     topic = f"bench_flink_{uuid.uuid4().hex[:8]}"

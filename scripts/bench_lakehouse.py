@@ -27,12 +27,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from base.config import Settings  # noqa: E402
 from lakehouse import queries, synthetic  # noqa: E402
 from lakehouse.catalog import open_catalog  # noqa: E402
 from lakehouse.clickhouse_paimon import table_function  # noqa: E402
 from lakehouse.reconcile import reconcile  # noqa: E402
 from lakehouse.tables import USER_ACTIONS  # noqa: E402
-from pipeline.config import Settings  # noqa: E402
 
 DAY_MS = 86_400_000
 

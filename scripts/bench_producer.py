@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline.config import Settings  # noqa: E402
+from base.config import Settings  # noqa: E402
 from producer.encoding import encode  # noqa: E402
 from producer.generator import EventGenerator, SimulationConfig  # noqa: E402
 

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from base.config import PROJECT_ROOT, Settings
 from flink_job.job_config import JobConfig
-from pipeline.config import PROJECT_ROOT, Settings
 
 
 @dataclass

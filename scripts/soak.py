@@ -25,10 +25,10 @@ import uuid
 from dataclasses import replace
 from pathlib import Path
 
+from base.config import PROJECT_ROOT, Settings
 from flink_job.job_config import JobConfig
-from pipeline.config import PROJECT_ROOT, Settings
+from local_services.kafka import group_lag
 from scripts import faults
-from scripts.services.kafka import group_lag
 
 _COMPLETED = re.compile(r"Completed checkpoint (\d+) for job ([0-9a-f]{32}) .*?checkpointDuration=(\d+) ms")
 MIB = 1024 * 1024
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
                     group_id=f"{name}_job", startup_mode="earliest-offset", parallelism=2,
                     checkpoint_interval=args.checkpoint_interval,
                     checkpoint_dir=(work / "checkpoints").as_uri())
-    from scripts.services import kafka
+    from local_services import kafka
 
     kafka.ensure_topics(base, {job.source_topic: base.kafka_partitions, **{t: 2 for t in job.aggregate_topics}})
     print(f"soak: {args.minutes} min at {args.rate} ev/s into {job.source_topic}; work dir {work}", flush=True)

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from pipeline.config import Settings
+from base.config import Settings
 
 
 @pytest.fixture(scope="session")
@@ -22,7 +22,7 @@ def services(settings: Settings) -> Settings:
     They are left running at the end so a second session starts in seconds; `pipeline services
     stop` (or scripts/stop.sh) stops them by PID.
     """
-    from scripts.services import manage
+    from local_services import manage
 
     manage.start(settings)
     return settings

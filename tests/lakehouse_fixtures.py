@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from base.config import Settings
 from lakehouse import catalog as lake_catalog
 from lakehouse import synthetic
 from lakehouse.tables import TableDef
-from pipeline.config import Settings
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS

@@ -17,7 +17,7 @@ from clickhouse.records import KINDS, parse
 from clickhouse.schema import SchemaOptions
 from clickhouse.store import ThreadClients, apply_schema
 from clickhouse.testing import scratch_settings
-from scripts.services.kafka import ensure_topics
+from local_services.kafka import ensure_topics
 
 pytestmark = pytest.mark.integration
 

@@ -12,8 +12,8 @@ from dataclasses import replace
 
 import pytest
 
+from base.config import PROJECT_ROOT
 from clickhouse import service_process
-from pipeline.config import PROJECT_ROOT
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import PROJECT_ROOT, Settings
+from base.config import PROJECT_ROOT, Settings
 
 pytestmark = pytest.mark.integration
 
@@ -91,7 +91,7 @@ def test_demo_stopped_like_ctrl_c_balances_and_serves_fresh_aggregates(services:
 
 def test_bounded_demo_on_s3_with_a_flink_cluster(services: Settings, tmp_path, unique_name: str) -> None:
     """The demo's other modes together: warehouse on the local S3 server, job submitted with `flink run`."""
-    from scripts.services import flink_cluster
+    from local_services import flink_cluster
 
     warehouse = f"s3://{services.s3_bucket}/{unique_name}/warehouse"
     rest = f"http://127.0.0.1:{CLUSTER_REST_PORT}"

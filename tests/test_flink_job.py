@@ -11,8 +11,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from base.config import Settings
 from flink_job.job_config import JobConfig
-from pipeline.config import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -130,7 +130,7 @@ def topics_for(name: str) -> JobConfig:
 
 
 def prepare_input(settings: Settings, job: JobConfig, with_malformed: bool = True) -> tuple[list[dict], list]:
-    from scripts.services import kafka
+    from local_services import kafka
 
     kafka.ensure_topics(settings, {job.source_topic: 2, **{t: 2 for t in job.aggregate_topics}})
     events = valid_events()
@@ -222,8 +222,8 @@ def test_job_on_s3_warehouse(services: Settings, unique_name: str) -> None:
 
 
 def test_clear_errors(services: Settings, unique_name: str, tmp_path: Path) -> None:
+    from base.errors import UserError
     from flink_job import preflight
-    from pipeline.errors import UserError
 
     job = topics_for(unique_name)
     with pytest.raises(UserError, match="topics missing"):
@@ -233,7 +233,7 @@ def test_clear_errors(services: Settings, unique_name: str, tmp_path: Path) -> N
     with pytest.raises(UserError, match="not reachable"):
         preflight.check_warehouse(replace(services, paimon_warehouse="s3://no-such-bucket-here/x"))
     with pytest.raises(UserError, match="jar flink-sql-connector-kafka"):
-        from flink_job import environment
+        from local_services import flink_runtime as environment
 
         class NoJars(Settings):
             @property

@@ -8,13 +8,13 @@ from dataclasses import replace
 
 import pytest
 
-from pipeline.config import Settings
+from base.config import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(400)]
 
 
 def test_flink_run_submission_to_standalone_cluster_completes(services: Settings, unique_name: str, tmp_path) -> None:
-    from scripts.services import flink_cluster
+    from local_services import flink_cluster
     from tests.test_flink_job import prepare_input, read_table, topics_for
 
     # A private DATA_DIR and REST port: this test's cluster never meets a user's.

@@ -7,8 +7,8 @@ from dataclasses import replace
 import pyarrow as pa
 import pytest
 
+from base.config import Settings
 from lakehouse import catalog as lake_catalog
-from pipeline.config import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -51,7 +51,7 @@ def test_pypaimon_partitioned_128_bucket_table_on_file_warehouse(tmp_path, setti
 
 
 def test_pypaimon_table_on_s3_warehouse(services: Settings, unique_name: str) -> None:
-    from scripts.services import s3
+    from local_services import s3
 
     on_s3 = replace(services, paimon_warehouse=f"s3://{services.s3_bucket}/{unique_name}")
     result, _ = _write_and_read(on_s3, "foundation_s3")
@@ -66,8 +66,8 @@ def test_pypaimon_table_on_s3_warehouse(services: Settings, unique_name: str) ->
 def test_flink_minicluster_reads_kafka_bounded_into_paimon(services: Settings, unique_name: str, tmp_path) -> None:
     from confluent_kafka import Producer
 
-    from flink_job.environment import create_table_env
-    from scripts.services import kafka
+    from local_services import kafka
+    from local_services.flink_runtime import create_table_env
 
     kafka.ensure_topics(services, {unique_name: 6})
     producer = Producer({"bootstrap.servers": services.kafka_bootstrap})

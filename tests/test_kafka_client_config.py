@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import PROJECT_ROOT, Settings
+from base.config import PROJECT_ROOT, Settings
 
 SECURED = {
     "KAFKA_BOOTSTRAP": "broker-1.example:9093,broker-2.example:9093",
@@ -87,7 +87,8 @@ def test_librdkafka_accepts_the_secured_config_for_each_client_kind(secured: Set
 def _client_constructions() -> list[tuple[str, int, str]]:
     """(file, line, source) of every Kafka client construction in product code and scripts."""
     found = []
-    for package in ("producer", "flink_job", "lakehouse", "clickhouse", "pipeline", "scripts"):
+    for package in ("base", "producer", "flink_job", "lakehouse", "clickhouse", "local_services", "pipeline",
+                    "scripts"):
         for path in sorted((PROJECT_ROOT / package).rglob("*.py")):
             text = path.read_text()
             for node in ast.walk(ast.parse(text)):
@@ -104,7 +105,7 @@ def test_every_kafka_client_is_built_from_the_configured_settings() -> None:
     files = {f for f, _, _ in constructions}
     # the ones this guards: producer delivery and topic creation, the loader, the local services, preflight
     assert {"producer/delivery.py", "producer/topics.py", "clickhouse/loader.py", "flink_job/preflight.py",
-            "scripts/services/kafka.py"} <= files, files
+            "local_services/kafka.py"} <= files, files
     bare = [f"{f}:{line}: {src.splitlines()[0]}" for f, line, src in constructions
             if not any(s in src for s in CONFIG_SOURCES)]
     assert not bare, "Kafka clients built without Settings.kafka_client_config()/kafka_python_config():\n" + \

@@ -298,7 +298,7 @@ def _ms(value: datetime) -> int:
 
 
 def test_reconcile_rejects_an_empty_range(lake, ch):
-    from pipeline.errors import UserError
+    from base.errors import UserError
 
     _, events, _, _ = lake
     client, _ = ch

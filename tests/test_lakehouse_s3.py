@@ -25,7 +25,7 @@ DAY = datetime.fromtimestamp(BASE_MS / 1000, UTC).date()
 
 @pytest.fixture(scope="module")
 def s3_lake(services):
-    from scripts.services import s3
+    from local_services import s3
 
     prefix = f"lakehouse-{time.time_ns()}"
     on_s3 = warehouse(services, f"s3://{services.s3_bucket}/{prefix}")
@@ -41,7 +41,7 @@ def s3_lake(services):
 
 
 def _objects(settings, prefix: str) -> list[dict]:
-    from scripts.services import s3
+    from local_services import s3
 
     client = s3.client(settings)
     pages = client.get_paginator("list_objects_v2").paginate(Bucket=settings.s3_bucket, Prefix=prefix)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.config import RAW_TOPIC, Settings
-from pipeline.errors import UserError
-from scripts.services import kafka, s3
+from base.config import Settings
+from base.contract import RAW_TOPIC
+from base.errors import UserError
+from local_services import kafka, s3
 
 pytestmark = pytest.mark.integration
 
@@ -91,7 +92,7 @@ def test_s3_refuses_wrong_credentials(services: Settings) -> None:
 
 
 def test_second_start_reuses_running_services(services: Settings) -> None:
-    from scripts.services import manage
+    from local_services import manage
 
     lines = manage.start(services)
     assert any("already running" in line or "using the broker" in line for line in lines)
@@ -100,7 +101,7 @@ def test_second_start_reuses_running_services(services: Settings) -> None:
 def test_start_on_busy_port_is_one_clear_line(tmp_path) -> None:
     import socket
 
-    from scripts.services.process import require_port_free
+    from local_services.process import require_port_free
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from pipeline.config import PROJECT_ROOT
+from base.config import PROJECT_ROOT
 
 FLAGS = ("--rate", "--count", "--duration", "--workers", "--users", "--seed", "--start-time", "--sim-rate",
          "--zipf", "--jitter-ms", "--late-fraction", "--max-lateness", "--invalid-fraction", "--topic",

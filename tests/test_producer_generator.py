@@ -10,11 +10,12 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from base.contract import MAX_USERS
 from producer import devices
 from producer.action_types import ACTION_SCREENS, ACTION_TYPES, ACTION_WEIGHTS
 from producer.contract import DEVICE_FIELDS, EVENT_FIELDS, METADATA_FIELDS, check_event
 from producer.encoding import encode
-from producer.generator import MAX_USERS, EventGenerator, SimulationConfig
+from producer.generator import EventGenerator, SimulationConfig
 from producer.malformed import KINDS
 from producer.partitioning import partitions_for_user_ids
 

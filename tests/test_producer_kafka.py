@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import PROJECT_ROOT, Settings
+from base.config import PROJECT_ROOT, Settings
 from producer.contract import check_event
 from producer.partitioning import partitions_for_user_ids
 

@@ -24,8 +24,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
+from base.config import PROJECT_ROOT, Settings
 from flink_job.job_config import JobConfig
-from pipeline.config import PROJECT_ROOT, Settings
 
 # Large enough for the catalogue's near-limit record (the local broker allows 1,048,588 bytes).
 MAX_RECORD_BYTES = 1_048_588
@@ -44,7 +44,7 @@ def job_for(name: str, **changes: object) -> JobConfig:
 
 
 def create_topics(settings: Settings, job: JobConfig, source_partitions: int, aggregate_partitions: int = 2) -> None:
-    from scripts.services import kafka
+    from local_services import kafka
 
     kafka.ensure_topics(settings, {job.source_topic: source_partitions,
                                    **{t: aggregate_partitions for t in job.aggregate_topics}})

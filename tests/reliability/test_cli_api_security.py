@@ -5,7 +5,7 @@ Invariants:
   (no traceback) and writes nothing;
 - the API answers every write method with 405, unknown or SQL-shaped requests with 4xx, and changes nothing;
 - every local service listens on loopback only; the demo credentials appear nowhere in the repository but
-  pipeline/config.py.
+  base/config.py.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import PROJECT_ROOT, Settings
+from base.config import PROJECT_ROOT, Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
@@ -147,7 +147,7 @@ def test_api_rejects_out_of_range_and_injection_shaped_parameters_with_4xx(servi
         for raw_id in ("0", "-1", "4294967296", "1;DROP", "1%20OR%201=1", "SELECT"):
             status, _ = request(f"{base}/api/users/{raw_id}/activity")
             assert status in (400, 404), raw_id
-    for path in ("/api/sql", "/api/query?q=SELECT%201", "/../pipeline/config.py", "/static/../../pyproject.toml"):
+    for path in ("/api/sql", "/api/query?q=SELECT%201", "/../base/config.py", "/static/../../pyproject.toml"):
         assert request(base + path)[0] == 404, path
     assert checked > 300
     assert stored_rows(base) == before
@@ -185,7 +185,7 @@ def listening_addresses(pid: int) -> set[str]:
 
 def test_services_listen_on_loopback_only(services, service) -> None:
     from clickhouse import service_process
-    from scripts.services import kafka, s3
+    from local_services import kafka, s3
 
     ch_settings, _ = service
     pids = {"kafka": kafka.process(services).pid(), "s3": s3.process(services).pid(),
@@ -201,10 +201,10 @@ def test_services_listen_on_loopback_only(services, service) -> None:
 
 
 def test_demo_credentials_only_in_config() -> None:
-    from pipeline import config
+    from base import config
 
     for secret in (config._DEMO_S3_ACCESS_KEY, config._DEMO_S3_SECRET_KEY):
-        found = subprocess.run(["git", "grep", "-l", "-F", secret, "--", ".", ":!pipeline/config.py"],
+        found = subprocess.run(["git", "grep", "-l", "-F", secret, "--", ".", ":!base/config.py"],
                                cwd=PROJECT_ROOT, capture_output=True, text=True)
         assert found.returncode == 1 and not found.stdout, found.stdout  # 1 = no match
 

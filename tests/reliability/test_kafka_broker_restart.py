@@ -10,7 +10,7 @@ Invariants, with a known number N of events given to ``pipeline produce`` (idemp
   holds (N when every record was acknowledged), all event_ids distinct, nothing rejected;
 - ClickHouse's deduplicated aggregates equal the reconciliation from the lake.
 The broker is a private one (own ports and data directory under tmp_path) started, stopped and started again with
-scripts/services/kafka.py, so the restart never disturbs the shared broker that other tests and engineers' jobs
+local_services/kafka.py, so the restart never disturbs the shared broker that other tests and engineers' jobs
 use (that one is checked healthy at the end); it comes back on the same port with the same log directory, like a
 restarted production broker. The job runs unbounded (a bounded Kafka source restored from a checkpoint never
 finishes, FLINK-31006); one later event per partition closes the windows that are compared.
@@ -25,8 +25,8 @@ from dataclasses import replace
 
 import pytest
 
+from local_services import kafka
 from scripts import faults
-from scripts.services import kafka
 from tests.reliability.conftest import (
     close_windows,
     create_topics,

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from pipeline.config import Settings
+from base.config import Settings
 
 # slow: the restarted loader waits for Kafka to expire the killed consumer's group membership
 # (session timeout), so convergence takes 1-2 minutes.
@@ -87,7 +87,7 @@ def test_kill_9_mid_load_then_restart_keeps_final_results(services: Settings, un
         pid = proc.pid()
         assert pid is not None
         os.killpg(pid, signal.SIGKILL)
-        from scripts.services.process import port_open
+        from local_services.process import port_open
 
         deadline = time.monotonic() + 30
         while (proc.pid() is not None or port_open("127.0.0.1", PORT)) and time.monotonic() < deadline:

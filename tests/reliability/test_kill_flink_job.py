@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import Settings
+from base.config import Settings
 from scripts import faults
 from tests.reliability.conftest import (
     close_windows,

@@ -9,7 +9,7 @@ Invariants, with a known number N of events acknowledged by ``pipeline produce``
 - ClickHouse's deduplicated aggregates equal the reconciliation from the lake.
 Observed on this box: S3A's retries cover a 15 s outage, so the job never fails over; the checkpoint in flight
 simply completes ~25-30 s after it was triggered, once its data files reach S3.
-The S3 server is a private versitygw (scripts/services/s3.py on a free port, data under tmp_path), so stopping it
+The S3 server is a private versitygw (local_services/s3.py on a free port, data under tmp_path), so stopping it
 never disturbs the shared one that other tests use. Checkpoints stay on the local disk (only the warehouse is on
 S3). The job runs unbounded (FLINK-31006); one later event per partition closes the windows that are compared.
 """
@@ -23,8 +23,8 @@ from dataclasses import replace
 
 import pytest
 
+from local_services import s3
 from scripts import faults
-from scripts.services import s3
 from tests.reliability.conftest import (
     close_windows,
     create_topics,

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.config import PROJECT_ROOT, Settings
-from pipeline.errors import UserError
-from scripts.services.process import ManagedProcess, port_open, require_java, require_port_free, wait_until
+from base.config import PROJECT_ROOT, Settings
+from base.errors import UserError
+from local_services.process import ManagedProcess, port_open, require_java, require_port_free, wait_until
 
 # The apache-flink wheel's pyflink directory (bin/, conf/, lib/), found without importing pyflink (slow).
 _PY = f"python{sys.version_info[0]}.{sys.version_info[1]}"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from pipeline.config import Settings
-from scripts.services import kafka, s3
+from base.config import Settings
+from local_services import kafka, s3
 
 SERVICES = ("kafka", "s3")
 

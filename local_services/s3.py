@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 
-from pipeline.config import PROJECT_ROOT, Settings
-from pipeline.errors import UserError
-from scripts.services.process import ManagedProcess, port_open, require_port_free, wait_until
+from base.config import PROJECT_ROOT, Settings
+from base.errors import UserError
+from local_services.process import ManagedProcess, port_open, require_port_free, wait_until
 
 VERSITYGW = PROJECT_ROOT / ".cache" / "bin" / "versitygw"
 

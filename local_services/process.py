@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.errors import UserError
+from base.errors import UserError
 
 
 @dataclass(frozen=True)

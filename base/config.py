@@ -13,13 +13,10 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from urllib.parse import urlparse
 
-from pipeline.errors import UserError
+from base.errors import UserError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
-# Topic names and sizes are part of the data contract (DESIGN.md).
-RAW_TOPIC = "user_actions_topic"
-AGGREGATE_TOPICS = ("user_aggregations", "user_action_aggregations", "user_aggregations_realtime")
 DEFAULT_S3_BUCKET = "user-actions-paimon"
 
 # Loopback-demo credentials for the local S3 server only; production sets its own.

@@ -6,9 +6,10 @@ import base64
 import uuid
 from pathlib import Path
 
-from pipeline.config import AGGREGATE_TOPICS, RAW_TOPIC, Settings
-from pipeline.errors import UserError
-from scripts.services.process import (
+from base.config import Settings
+from base.contract import AGGREGATE_TOPICS, RAW_TOPIC
+from base.errors import UserError
+from local_services.process import (
     ManagedProcess,
     port_open,
     require_jars,
