@@ -23,26 +23,53 @@ DEFAULT_S3_BUCKET = "user-actions-paimon"
 _DEMO_S3_ACCESS_KEY = "local-demo-access"
 _DEMO_S3_SECRET_KEY = "local-demo-secret-key"
 
-VARIABLES: dict[str, str] = {
-    "DATA_DIR": "where local services keep data, logs and PID files (default: ./.data in the project)",
-    "KAFKA_BOOTSTRAP": "Kafka bootstrap servers, host:port[,host:port] (default: 127.0.0.1:9092)",
-    "KAFKA_PARTITIONS": "partitions of user_actions_topic and the aggregate topics (default: 6)",
-    "KAFKA_REPLICATION": "replication factor of created topics (default: 1)",
-    "PAIMON_WAREHOUSE": "Paimon warehouse URI, file:///path or s3://bucket/path "
-    "(default: file://$DATA_DIR/warehouse)",
-    "S3_ENDPOINT": "S3 API endpoint for s3:// warehouses (default: http://localhost:9000, the local server)",
-    "S3_ACCESS_KEY": "S3 access key (default: the local demo server's key)",
-    "S3_SECRET_KEY": "S3 secret key (default: the local demo server's secret)",
-    "CLICKHOUSE_URL": "ClickHouse DSN, e.g. http://user:pass@host:8123; unset = embedded chDB under DATA_DIR",
-    "FLINK_REST_PORT": "REST/web UI port of the local standalone Flink cluster (default: 8081)",
-    "DASHBOARD_PORT": "port of the ClickHouse service's dashboard and JSON API (default: 8050)",
-    "DASHBOARD_HOST": "interface the dashboard/API binds to (default: 127.0.0.1; 0.0.0.0 only inside a container)",
-    "KAFKA_SECURITY_PROTOCOL": "Kafka security.protocol: PLAINTEXT (default), SSL, SASL_PLAINTEXT or SASL_SSL",
-    "KAFKA_SASL_MECHANISM": "Kafka sasl.mechanism, e.g. PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 (default: unset)",
-    "KAFKA_SASL_USERNAME": "Kafka SASL user name (default: unset)",
-    "KAFKA_SASL_PASSWORD": "Kafka SASL password: from the environment or a secrets file, never the repo",
-    "KAFKA_SSL_CA_LOCATION": "CA certificate file that signs the brokers' TLS certificates (default: system CAs)",
-}
+@dataclass(frozen=True)
+class Variable:
+    """One environment variable: the Settings field it fills, its default, and the help line."""
+
+    env: str
+    field: str
+    help: str
+    default: object = None  # a value, or a callable of the fields read so far (derived defaults)
+    secret: bool = False
+
+
+# Every variable, declared once: from_env, to_env, describe and `pipeline --help` all read this table.
+SETTINGS_VARIABLES: tuple[Variable, ...] = (
+    Variable("DATA_DIR", "data_dir", "where local services keep data, logs and PID files (default: ./.data in the "
+             "project)", lambda _: PROJECT_ROOT / ".data"),
+    Variable("KAFKA_BOOTSTRAP", "kafka_bootstrap", "Kafka bootstrap servers, host:port[,host:port] "
+             "(default: 127.0.0.1:9092)", "127.0.0.1:9092"),
+    Variable("KAFKA_PARTITIONS", "kafka_partitions", "partitions of user_actions_topic and the aggregate topics "
+             "(default: 6)", 6),
+    Variable("KAFKA_REPLICATION", "kafka_replication", "replication factor of created topics (default: 1)", 1),
+    Variable("PAIMON_WAREHOUSE", "paimon_warehouse", "Paimon warehouse URI, file:///path or s3://bucket/path "
+             "(default: file://$DATA_DIR/warehouse)", lambda read: f"file://{read['data_dir']}/warehouse"),
+    Variable("S3_ENDPOINT", "s3_endpoint", "S3 API endpoint for s3:// warehouses (default: http://localhost:9000, "
+             "the local server)", "http://localhost:9000"),
+    Variable("S3_ACCESS_KEY", "s3_access_key", "S3 access key (default: the local demo server's key)",
+             _DEMO_S3_ACCESS_KEY),
+    Variable("S3_SECRET_KEY", "s3_secret_key", "S3 secret key (default: the local demo server's secret)",
+             _DEMO_S3_SECRET_KEY, secret=True),
+    Variable("CLICKHOUSE_URL", "clickhouse_url", "ClickHouse DSN, e.g. http://user:pass@host:8123; unset = "
+             "embedded chDB under DATA_DIR"),
+    Variable("FLINK_REST_PORT", "flink_rest_port", "REST/web UI port of the local standalone Flink cluster "
+             "(default: 8081)", 8081),
+    Variable("DASHBOARD_PORT", "dashboard_port", "port of the ClickHouse service's dashboard and JSON API "
+             "(default: 8050)", 8050),
+    Variable("DASHBOARD_HOST", "dashboard_host", "interface the dashboard/API binds to (default: 127.0.0.1; "
+             "0.0.0.0 only inside a container)", "127.0.0.1"),
+    Variable("KAFKA_SECURITY_PROTOCOL", "kafka_security_protocol", "Kafka security.protocol: PLAINTEXT (default), "
+             "SSL, SASL_PLAINTEXT or SASL_SSL"),
+    Variable("KAFKA_SASL_MECHANISM", "kafka_sasl_mechanism", "Kafka sasl.mechanism, e.g. PLAIN, SCRAM-SHA-256, "
+             "SCRAM-SHA-512 (default: unset)"),
+    Variable("KAFKA_SASL_USERNAME", "kafka_sasl_username", "Kafka SASL user name (default: unset)"),
+    Variable("KAFKA_SASL_PASSWORD", "kafka_sasl_password", "Kafka SASL password: from the environment or a secrets "
+             "file, never the repo", secret=True),
+    Variable("KAFKA_SSL_CA_LOCATION", "kafka_ssl_ca_location", "CA certificate file that signs the brokers' TLS "
+             "certificates (default: system CAs)"),
+)
+VARIABLES: dict[str, str] = {v.env: v.help for v in SETTINGS_VARIABLES}
 
 
 @dataclass(frozen=True)
@@ -69,31 +96,34 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         """Build settings from ``env`` (default ``os.environ``); non-None overrides (CLI flags) win."""
         env = os.environ if env is None else env
-        data_dir = Path(env.get("DATA_DIR") or PROJECT_ROOT / ".data").expanduser().resolve()
-        settings = cls(
-            data_dir=data_dir,
-            kafka_bootstrap=env.get("KAFKA_BOOTSTRAP") or "127.0.0.1:9092",
-            kafka_partitions=_int(env, "KAFKA_PARTITIONS", 6),
-            kafka_replication=_int(env, "KAFKA_REPLICATION", 1),
-            paimon_warehouse=env.get("PAIMON_WAREHOUSE") or f"file://{data_dir}/warehouse",
-            s3_endpoint=env.get("S3_ENDPOINT") or "http://localhost:9000",
-            s3_access_key=env.get("S3_ACCESS_KEY") or _DEMO_S3_ACCESS_KEY,
-            s3_secret_key=env.get("S3_SECRET_KEY") or _DEMO_S3_SECRET_KEY,
-            clickhouse_url=env.get("CLICKHOUSE_URL") or None,
-            flink_rest_port=_int(env, "FLINK_REST_PORT", 8081),
-            dashboard_port=_int(env, "DASHBOARD_PORT", 8050),
-            dashboard_host=env.get("DASHBOARD_HOST") or "127.0.0.1",
-            kafka_security_protocol=env.get("KAFKA_SECURITY_PROTOCOL") or None,
-            kafka_sasl_mechanism=env.get("KAFKA_SASL_MECHANISM") or None,
-            kafka_sasl_username=env.get("KAFKA_SASL_USERNAME") or None,
-            kafka_sasl_password=env.get("KAFKA_SASL_PASSWORD") or None,
-            kafka_ssl_ca_location=env.get("KAFKA_SSL_CA_LOCATION") or None,
-        )
+        read: dict[str, object] = {}
+        for var in SETTINGS_VARIABLES:
+            raw = env.get(var.env) or None
+            default = var.default(read) if callable(var.default) else var.default
+            if raw is None:
+                read[var.field] = default
+            elif isinstance(default, int):
+                read[var.field] = _int(var.env, raw)
+            else:
+                read[var.field] = raw
+            if var.field == "data_dir":  # resolved before the defaults derived from it
+                read["data_dir"] = Path(read["data_dir"]).expanduser().resolve()
+        settings = cls(**read)
         known = {f.name for f in fields(cls)}
         changes = {k: v for k, v in overrides.items() if v is not None and k in known}
         settings = replace(settings, **changes)
         settings.validate()
         return settings
+
+    def to_env(self) -> dict[str, str]:
+        """The inverse of ``from_env``: these settings as environment variables, for a child process (unset
+        optional values are left out, so the child reads them as unset too)."""
+        out = {}
+        for var in SETTINGS_VARIABLES:
+            value = getattr(self, var.field)
+            if value is not None:
+                out[var.env] = str(value)
+        return out
 
     def validate(self) -> None:
         for server in self.kafka_bootstrap.split(","):
@@ -198,32 +228,19 @@ class Settings:
         return self.data_dir / "run"
 
     def describe(self) -> list[tuple[str, str]]:
-        """(name, effective value) for display; secrets masked."""
-        return [
-            ("DATA_DIR", str(self.data_dir)),
-            ("KAFKA_BOOTSTRAP", self.kafka_bootstrap),
-            ("KAFKA_PARTITIONS", str(self.kafka_partitions)),
-            ("KAFKA_REPLICATION", str(self.kafka_replication)),
-            ("PAIMON_WAREHOUSE", self.paimon_warehouse),
-            ("S3_ENDPOINT", self.s3_endpoint),
-            ("S3_ACCESS_KEY", self.s3_access_key),
-            ("S3_SECRET_KEY", "*" * 8),
-            ("CLICKHOUSE_URL", self.clickhouse_url or f"(unset: embedded {self.clickhouse_dsn})"),
-            ("FLINK_REST_PORT", str(self.flink_rest_port)),
-            ("DASHBOARD_PORT", str(self.dashboard_port)),
-            ("DASHBOARD_HOST", self.dashboard_host),
-            ("KAFKA_SECURITY_PROTOCOL", self.kafka_security_protocol or "(unset: PLAINTEXT)"),
-            ("KAFKA_SASL_MECHANISM", self.kafka_sasl_mechanism or "(unset)"),
-            ("KAFKA_SASL_USERNAME", self.kafka_sasl_username or "(unset)"),
-            ("KAFKA_SASL_PASSWORD", "*" * 8 if self.kafka_sasl_password else "(unset)"),
-            ("KAFKA_SSL_CA_LOCATION", self.kafka_ssl_ca_location or "(unset)"),
-        ]
+        """(name, effective value) for display; secrets masked, unset values say what unset means."""
+        out = []
+        for var in SETTINGS_VARIABLES:
+            value = getattr(self, var.field)
+            if value is None:
+                shown = {"clickhouse_url": f"(unset: embedded {self.clickhouse_dsn})",
+                         "kafka_security_protocol": "(unset: PLAINTEXT)"}.get(var.field, "(unset)")
+            else:
+                shown = "*" * 8 if var.secret else str(value)
+            out.append((var.env, shown))
+        return out
 
-
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if not raw:
-        return default
+def _int(name: str, raw: str) -> int:
     try:
         return int(raw)
     except ValueError:

@@ -45,12 +45,8 @@ def start(settings: Settings, extra_args: list[str] | None = None, timeout: floa
     if proc.pid() is not None and healthy(settings):
         return f"clickhouse service already running (pid {proc.pid()}) on {url(settings)}"
     require_port_free("clickhouse service (dashboard)", settings.dashboard_port)
-    argv = [sys.executable, "-m", "pipeline", "--data-dir", str(settings.data_dir),
-            "--kafka-bootstrap", settings.kafka_bootstrap, "clickhouse", "serve", *(extra_args or [])]
-    env = {**os.environ, "DASHBOARD_PORT": str(settings.dashboard_port)}
-    if settings.clickhouse_url:
-        env["CLICKHOUSE_URL"] = settings.clickhouse_url
-    pid = proc.start(argv, env=env, cwd=PROJECT_ROOT)
+    argv = [sys.executable, "-m", "pipeline", "clickhouse", "serve", *(extra_args or [])]
+    pid = proc.start(argv, env={**os.environ, **settings.to_env()}, cwd=PROJECT_ROOT)
     wait_until(lambda: healthy(settings), timeout, "clickhouse service", proc)
     return f"clickhouse service started (pid {pid}): dashboard {url(settings)}/ ; log {proc.log_file}"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 import urllib.request
@@ -37,9 +38,8 @@ def start(settings: Settings, cluster: bool = False, checkpoint_interval: str = 
     if proc.pid() is not None:
         raise UserError(f"a Flink job from an earlier demo is still running (pid {proc.pid()}): "
                         f"stop it with `kill {proc.pid()}` or wait for it to end")
-    argv = [sys.executable, "-m", "flink_job", "--kafka-bootstrap", settings.kafka_bootstrap,
-            "--warehouse", settings.paimon_warehouse, *job_flags]
-    pid = proc.start(argv, cwd=PROJECT_ROOT)
+    argv = [sys.executable, "-m", "flink_job", *job_flags]
+    pid = proc.start(argv, env={**os.environ, **settings.to_env()}, cwd=PROJECT_ROOT)
     time.sleep(3)
     if proc.pid() is None:
         raise UserError(f"the Flink job exited at start; see {proc.log_file}:\n{proc.log_tail()}")

@@ -83,7 +83,7 @@ def _flatten(tree: dict, prefix: str = "") -> dict[str, object]:
 
 
 def _env(settings: Settings) -> dict[str, str]:
-    env = dict(os.environ)
+    env = {**os.environ, **settings.to_env()}  # the job's driver under `flink run` reads its settings from these
     env.update({
         "FLINK_HOME": str(FLINK_HOME),
         "FLINK_CONF_DIR": str(conf_dir(settings)),
@@ -144,13 +144,9 @@ def submit(settings: Settings, job, timeout: float = 300.0) -> str:  # job: flin
         "-m", f"127.0.0.1:{settings.flink_rest_port}",
         "-py", str(PROJECT_ROOT / "flink_job" / "__main__.py"),
         "-pyexec", sys.executable,
-        "--kafka-bootstrap", settings.kafka_bootstrap,
-        "--warehouse", settings.paimon_warehouse,
         *job.to_argv(),
     ]
-    env = _env(settings)
-    env["PAIMON_WAREHOUSE"] = settings.paimon_warehouse
-    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run(argv, env=_env(settings), capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
         tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
         raise UserError(f"flink run failed (exit {done.returncode}):\n{tail}")

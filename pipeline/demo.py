@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
@@ -153,8 +154,7 @@ class Demo:
         self.raw_offsets_before = kafka.end_offsets(self.settings, RAW_TOPIC)
         self.summary_path.parent.mkdir(parents=True, exist_ok=True)
         self.summary_path.unlink(missing_ok=True)
-        argv = [sys.executable, "-m", "pipeline", "--data-dir", str(self.settings.data_dir),
-                "--kafka-bootstrap", self.settings.kafka_bootstrap, "produce",
+        argv = [sys.executable, "-m", "pipeline", "produce",
                 "--backend", "confluent", "--rate", str(self.args.rate),
                 "--invalid-fraction", str(self.args.invalid_fraction),
                 "--summary-json", str(self.summary_path), "--quiet"]
@@ -166,7 +166,7 @@ class Demo:
             span_ms = int((self.args.duration or 0) * speedup * 1000)
             start_ms = int(time.time() * 1000) - span_ms + int((self.args.duration or 0) * 1000)
             argv += ["--sim-rate", str(self.args.rate / speedup), "--start-time", str(start_ms)]
-        pid = self.producer.start(argv, cwd=PROJECT_ROOT)
+        pid = self.producer.start(argv, env={**os.environ, **self.settings.to_env()}, cwd=PROJECT_ROOT)
         self.stop_order.append(("producer", self.stop_producer))
         self.say(f"producer started (pid {pid}) at {self.args.rate:,} events/s; log {self.producer.log_file}")
         self.print_where_to_look(service_process.url(self.settings))

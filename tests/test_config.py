@@ -1,0 +1,51 @@
+"""Settings: every variable declared once, and to_env() is the inverse of from_env() (how children get them)."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+import pytest
+
+from base.config import SETTINGS_VARIABLES, VARIABLES, Settings
+from base.errors import UserError
+
+EVERYTHING = {
+    "DATA_DIR": "/srv/pipeline", "KAFKA_BOOTSTRAP": "k1:9093,k2:9093", "KAFKA_PARTITIONS": "12",
+    "KAFKA_REPLICATION": "3", "PAIMON_WAREHOUSE": "s3://lake/warehouse", "S3_ENDPOINT": "https://s3.example",
+    "S3_ACCESS_KEY": "ak", "S3_SECRET_KEY": "sk", "CLICKHOUSE_URL": "http://u:p@ch:8123", "FLINK_REST_PORT": "8082",
+    "DASHBOARD_PORT": "8051", "DASHBOARD_HOST": "0.0.0.0", "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+    "KAFKA_SASL_MECHANISM": "PLAIN", "KAFKA_SASL_USERNAME": "u", "KAFKA_SASL_PASSWORD": "pw",
+    "KAFKA_SSL_CA_LOCATION": "/etc/ca.pem",
+}
+
+
+def test_every_field_has_one_variable_and_help() -> None:
+    assert sorted(v.field for v in SETTINGS_VARIABLES) == sorted(f.name for f in fields(Settings))
+    assert list(VARIABLES) == [v.env for v in SETTINGS_VARIABLES] == list(EVERYTHING)
+    assert all(VARIABLES.values())
+
+
+def test_to_env_is_the_inverse_of_from_env() -> None:
+    settings = Settings.from_env(EVERYTHING)
+    assert settings.to_env() == EVERYTHING
+    assert Settings.from_env(settings.to_env()) == settings
+    defaults = Settings.from_env({})
+    assert Settings.from_env(defaults.to_env()) == defaults
+    assert "KAFKA_SASL_PASSWORD" not in defaults.to_env()  # unset stays unset in a child
+
+
+def test_derived_default_and_flags_over_environment() -> None:
+    settings = Settings.from_env({"DATA_DIR": "/srv/x"}, kafka_bootstrap="flag:1")
+    assert settings.paimon_warehouse == "file:///srv/x/warehouse"
+    assert settings.kafka_bootstrap == "flag:1"
+
+
+def test_describe_masks_secrets() -> None:
+    shown = dict(Settings.from_env(EVERYTHING).describe())
+    assert shown["S3_SECRET_KEY"] == shown["KAFKA_SASL_PASSWORD"] == "********"
+    assert shown["KAFKA_BOOTSTRAP"] == "k1:9093,k2:9093"
+
+
+def test_a_bad_number_is_one_readable_error() -> None:
+    with pytest.raises(UserError, match="KAFKA_PARTITIONS: 'many' is not a whole number"):
+        Settings.from_env({"KAFKA_PARTITIONS": "many"})
