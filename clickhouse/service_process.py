@@ -8,7 +8,7 @@ import sys
 import urllib.request
 
 from base.config import PROJECT_ROOT, Settings
-from local_services.process import ManagedProcess, port_open, require_port_free, wait_until
+from local_services.process import ManagedProcess, http_ok, require_port_free, status_line, stop_line, wait_until
 
 NAME = "clickhouse"
 
@@ -31,13 +31,7 @@ def fetch_status(settings: Settings, timeout: float = 5.0) -> dict | None:
 
 
 def healthy(settings: Settings) -> bool:
-    if not port_open("127.0.0.1", settings.dashboard_port):
-        return False
-    try:
-        with urllib.request.urlopen(f"{url(settings)}/healthz", timeout=2) as resp:
-            return resp.status == 200
-    except OSError:
-        return False
+    return http_ok(f"{url(settings)}/healthz")
 
 
 def start(settings: Settings, extra_args: list[str] | None = None, timeout: float = 60.0) -> str:
@@ -52,10 +46,8 @@ def start(settings: Settings, extra_args: list[str] | None = None, timeout: floa
 
 
 def stop(settings: Settings) -> str:
-    return "clickhouse service stopped" if process(settings).stop(timeout=30) else "clickhouse service was not running"
+    return stop_line("clickhouse service", process(settings))
 
 
 def status(settings: Settings) -> str:
-    pid = process(settings).pid()
-    state = "healthy" if healthy(settings) else "not answering"
-    return f"clickhouse service: {'pid ' + str(pid) if pid else 'no pid file'}, {state} on {url(settings)}"
+    return status_line("clickhouse service", process(settings), healthy(settings), url(settings))

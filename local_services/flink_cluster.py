@@ -18,7 +18,7 @@ import yaml
 
 from base.config import PROJECT_ROOT, Settings
 from base.errors import UserError
-from local_services.process import ManagedProcess, port_open, require_java, require_port_free, wait_until
+from local_services.process import ManagedProcess, http_ok, require_java, require_port_free, wait_until
 
 # The apache-flink wheel's pyflink directory (bin/, conf/, lib/), found without importing pyflink (slow).
 _PY = f"python{sys.version_info[0]}.{sys.version_info[1]}"
@@ -96,13 +96,8 @@ def _env(settings: Settings) -> dict[str, str]:
 
 
 def healthy(settings: Settings) -> bool:
-    if not port_open("127.0.0.1", settings.flink_rest_port):
-        return False
-    try:
-        with urllib.request.urlopen(f"{rest_url(settings)}/taskmanagers", timeout=2) as resp:
-            return b'"taskmanagers":[{' in resp.read()
-    except OSError:
-        return False
+    """The REST API answers and at least one TaskManager has registered."""
+    return http_ok(f"{rest_url(settings)}/taskmanagers", must_contain=b'"taskmanagers":[{')
 
 
 def start(settings: Settings, timeout: float = 90.0) -> str:

@@ -15,6 +15,8 @@ from local_services.process import (
     require_jars,
     require_java,
     require_port_free,
+    status_line,
+    stop_line,
     wait_until,
 )
 
@@ -156,13 +158,11 @@ def ensure_topics(settings: Settings, topics: dict[str, int] | None = None) -> l
 
 
 def stop(settings: Settings) -> str:
-    return "kafka stopped" if process(settings).stop(timeout=60) else "kafka was not running"
+    return stop_line("kafka", process(settings), timeout=60)
 
 
 def status(settings: Settings) -> str:
-    pid = process(settings).pid()
-    state = "healthy" if healthy(settings) else "not answering"
-    return f"kafka: {'pid ' + str(pid) if pid else 'no pid file'}, {state} on {settings.kafka_bootstrap}"
+    return status_line("kafka", process(settings), healthy(settings), settings.kafka_bootstrap)
 
 
 def end_offsets(settings: Settings, topic: str) -> int:

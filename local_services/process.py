@@ -8,9 +8,11 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 from base.errors import UserError
 
@@ -152,3 +154,26 @@ def wait_until(
         time.sleep(0.3)
     raise UserError(f"{what} did not become healthy within {timeout:.0f}s; see its log"
                     + (f" {process.log_file}" if process else ""))
+
+
+# The three verbs every local service shares (kafka, s3, the Flink cluster, the ClickHouse service).
+def http_ok(url: str, must_contain: bytes | None = None, timeout: float = 2.0) -> bool:
+    """True if ``url`` (on a port that accepts connections) answers 200, with ``must_contain`` in its body."""
+    parsed = urlparse(url)
+    if not port_open(parsed.hostname or "127.0.0.1", parsed.port or 80):
+        return False
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status == 200 and (must_contain is None or must_contain in resp.read())
+    except OSError:
+        return False
+
+
+def status_line(name: str, proc: ManagedProcess, healthy: bool, where: str) -> str:
+    pid = proc.pid()
+    state = "healthy" if healthy else "not answering"
+    return f"{name}: {'pid ' + str(pid) if pid else 'no pid file'}, {state} on {where}"
+
+
+def stop_line(name: str, proc: ManagedProcess, timeout: float = 30.0) -> str:
+    return f"{name} stopped" if proc.stop(timeout=timeout) else f"{name} was not running"

@@ -11,7 +11,14 @@ import os
 
 from base.config import PROJECT_ROOT, Settings
 from base.errors import UserError
-from local_services.process import ManagedProcess, port_open, require_port_free, wait_until
+from local_services.process import (
+    ManagedProcess,
+    port_open,
+    require_port_free,
+    status_line,
+    stop_line,
+    wait_until,
+)
 
 VERSITYGW = PROJECT_ROOT / ".cache" / "bin" / "versitygw"
 
@@ -91,10 +98,8 @@ def ensure_bucket(settings: Settings, bucket: str | None = None) -> bool:
 
 
 def stop(settings: Settings) -> str:
-    return "s3 stopped" if process(settings).stop() else "s3 was not running"
+    return stop_line("s3", process(settings))
 
 
 def status(settings: Settings) -> str:
-    pid = process(settings).pid()
-    state = "healthy" if healthy(settings) else "not answering"
-    return f"s3: {'pid ' + str(pid) if pid else 'no pid file'}, {state} on {settings.s3_endpoint}"
+    return status_line("s3", process(settings), healthy(settings), settings.s3_endpoint)

@@ -52,6 +52,7 @@ sys.path.insert(0, str(ROOT))
 
 from base.config import Settings  # noqa: E402
 from local_services.process import ManagedProcess, wait_until  # noqa: E402
+from scripts.faults import descendants  # noqa: E402
 
 REALTIME_TABLE = "user_aggregations_realtime"
 CHECKPOINT_S = 10
@@ -143,30 +144,12 @@ class Step:
 
 
 # -- processes ---------------------------------------------------------------------------------------
-def tree_pids(root: int) -> list[int]:
-    """``root`` and its descendants (from /proc)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        ppid = int(text.rsplit(") ", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(stat.parent.name))
-    out, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        out.append(pid)
-        todo.extend(children.get(pid, []))
-    return out
-
-
 def tree_usage(root: int | None) -> tuple[float, float]:
     """(RSS MiB, CPU seconds) of a process tree; (0, 0) if it is gone."""
     if root is None:
         return 0.0, 0.0
     rss_kb, ticks = 0, 0
-    for pid in tree_pids(root):
+    for pid in [root, *descendants(root)]:
         try:
             status = Path(f"/proc/{pid}/status").read_text()
             stat = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
