@@ -87,6 +87,20 @@ def test_every_record_is_acknowledged_and_read_back(
     assert all(b - a >= -100 for ts in by_user.values() for a, b in zip(ts, ts[1:], strict=False))
 
 
+def _wait_for_records(settings: Settings, topic: str, n: int, proc: subprocess.Popen, timeout: float = 120) -> None:
+    from local_services import kafka
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if kafka.end_offsets(settings, topic) >= n:
+                return
+        except Exception:  # noqa: BLE001 - the producer has not created the topic yet
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"the producer did not write {n} records to {topic} (exit code {proc.poll()})")
+
+
 def test_ctrl_c_flushes_and_prints_the_summary(services: Settings, unique_name: str, tmp_path: Path) -> None:
     summary_path = tmp_path / "summary.json"
     proc = subprocess.Popen(
@@ -95,7 +109,7 @@ def test_ctrl_c_flushes_and_prints_the_summary(services: Settings, unique_name: 
          "--summary-json", str(summary_path)],
         cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    time.sleep(4)
+    _wait_for_records(services, unique_name, 1_000, proc)  # a condition, not a sleep: busy boxes are slower
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
