@@ -18,7 +18,7 @@ from clickhouse.schema import TABLES, check_identifier
 # Per-user windows: which table serves a requested granularity.
 # The per-user aggregates of the contract by window label ("5m", "2h"): what the API's ?window= selects.
 WINDOW_TABLES = {(f"{a.window_minutes}m" if a.window_minutes < 60 else f"{a.window_minutes // 60}h"): a.name
-                 for a in AGGREGATES if a.key_columns == ("user_id",)}
+                 for a in sorted(AGGREGATES, key=lambda a: a.window_minutes) if a.key_columns == ("user_id",)}
 
 
 def _rows(client: Client, sql: str, params: dict) -> list[dict]:
