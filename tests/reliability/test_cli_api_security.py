@@ -82,12 +82,34 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# Rows the service starts with (seeded through the CLI before it owns the chDB directory), so "stored rows
+# unchanged" compares real data: 2-hour rows of users 7 and 8 (user 7 in two versions: ReplacingMergeTree keeps
+# version 2 already at insert), one per-action row and two 5-minute rows, all within the API's default 24 hours.
+_TWO_H = "toStartOfInterval(now() - INTERVAL 3 HOUR, INTERVAL 2 HOUR) AS s, s + INTERVAL 2 HOUR"
+_FIVE_M = "toStartOfInterval(now() - INTERVAL 1 HOUR, INTERVAL 5 MINUTE) AS s, s + INTERVAL 5 MINUTE"
+SEED_SQL = [
+    f"INSERT INTO analytics.user_aggregations SELECT {_TWO_H}, u, n, v "
+    "FROM values('u UInt32, n UInt32, v UInt64', (7, 5, 1), (7, 6, 2), (8, 2, 1))",
+    f"INSERT INTO analytics.user_action_aggregations SELECT {_TWO_H}, 7, 'app_open', 6, 2",
+    f"INSERT INTO analytics.user_aggregations_realtime SELECT {_FIVE_M}, u, n, 1 "
+    "FROM values('u UInt32, n UInt32', (7, 4), (8, 2))",
+]
+SEEDED_ROWS = {"user_aggregations": 2, "user_action_aggregations": 1, "user_aggregations_realtime": 2}
+SEEDED_TOP_USERS = [(7, 6), (8, 2)]  # 2-hour totals: version 2 of user 7
+
+
 @pytest.fixture(scope="module")
 def service(services: Settings, tmp_path_factory):
     from clickhouse import service_process
 
     settings = replace(services, data_dir=tmp_path_factory.mktemp("ch-service"), dashboard_port=free_port(),
                        clickhouse_url=None)
+    env = {**os.environ, **settings.to_env()}
+    env.pop("CLICKHOUSE_URL", None)
+    assert run_cli(["clickhouse", "schema"], env).returncode == 0
+    for statement in SEED_SQL:
+        seeded = run_cli(["clickhouse", "sql", statement], env)
+        assert seeded.returncode == 0, seeded.stderr
     service_process.start(settings, extra_args=["--no-loader"])
     try:
         yield settings, service_process.url(settings)
@@ -116,15 +138,26 @@ def stored_rows(base: str) -> dict:
     return {t["table"]: t.get("rows") for t in body["tables"]}
 
 
+def top_users(base: str) -> list[tuple[int, int]]:
+    status, body = request(base + "/api/top-users?window=2h")
+    assert status == 200, body
+    return [(u["user_id"], u["actions"]) for u in body["users"]]
+
+
+def assert_seed_intact(base: str) -> None:
+    assert stored_rows(base) == SEEDED_ROWS
+    assert top_users(base) == SEEDED_TOP_USERS
+
+
 def test_api_is_read_only_every_write_method_is_405(service) -> None:
     _, base = service
-    before = stored_rows(base)
+    assert_seed_intact(base)
     for path in ["/", "/healthz", "/openapi.json", *api_paths(base)]:
         for method in ("POST", "PUT", "DELETE", "PATCH"):
             status, body = request(base + path, method, data=b"DROP DATABASE analytics")
             assert status == 405, (method, path, status)
             assert "read-only" in body["error"]
-    assert stored_rows(base) == before
+    assert_seed_intact(base)
 
 
 HOSTILE = ["1;DROP TABLE analytics.user_aggregations", "1' OR '1'='1", "SELECT 1", "-1", "0", "99999999999999",
@@ -133,7 +166,7 @@ HOSTILE = ["1;DROP TABLE analytics.user_aggregations", "1' OR '1'='1", "SELECT 1
 
 def test_api_rejects_out_of_range_and_injection_shaped_parameters_with_4xx(service) -> None:
     _, base = service
-    before = stored_rows(base)
+    assert_seed_intact(base)
     checked = 0
     for path in api_paths(base):
         for name in ("limit", "from", "to", "window", "sql", "query", "q"):
@@ -150,7 +183,7 @@ def test_api_rejects_out_of_range_and_injection_shaped_parameters_with_4xx(servi
     for path in ("/api/sql", "/api/query?q=SELECT%201", "/../base/config.py", "/static/../../pyproject.toml"):
         assert request(base + path)[0] == 404, path
     assert checked > 300
-    assert stored_rows(base) == before
+    assert_seed_intact(base)
 
 
 # -- security basics -------------------------------------------------------------------------------------------------
