@@ -81,6 +81,9 @@ def catalogue(t0: int, actions: tuple[str, ...]) -> list[tuple[str, bytes | None
         ("unknown action_type", variant(action_type="teleport"), "unknown action_type"),
         ("empty action_type", variant(action_type=""), "unknown action_type"),
         ("timestamp 2 days ahead", variant(timestamp=now_ms + 2 * 86_400_000), "timestamp out of range"),
+        # the boundary: the record's Kafka timestamp is set when it is sent, a few seconds after now_ms
+        ("timestamp a day and 10 minutes past the record's Kafka time",
+         variant(timestamp=now_ms + 86_400_000 + 600_000), "timestamp out of range"),
         ("timestamp in 2200", variant(timestamp=year_2200), "timestamp out of range"),
         ("timestamp before 1970", variant(timestamp=-1000), "timestamp out of range"),
         ("timestamp 16 digits", variant(timestamp=10**15), "timestamp out of range"),
@@ -131,6 +134,12 @@ def test_every_malformed_record_is_rejected_with_its_reason_and_neighbours_are_u
                       metadata={"screen": "home", "note": "y" * 1_000_000})
     valid.append(big_valid)
     records.append(encode(big_valid))
+    # Just under a day past its Kafka timestamp is valid. Sent last: it moves the watermark a day ahead, which
+    # would make any later neighbour late.
+    near_future = event(len(bad) + 1, 6, ACTION_TYPES[1], int(datetime.now(UTC).timestamp() * 1000) + 86_400_000
+                        - 600_000)
+    valid.append(near_future)
+    records.append(encode(near_future))
     assert produce(services, job.source_topic, records, partition=0) == len(records)
 
     pipeline.run(settings, job, wait=True)
