@@ -253,13 +253,17 @@ def test_clear_errors(services: Settings, unique_name: str, tmp_path: Path) -> N
         environment.connector_jars(NoJars(**{f: getattr(services, f) for f in services.__dataclass_fields__}))
 
 
-def test_explain_scans_the_source_once_for_all_five_inserts(services: Settings, unique_name: str, tmp_path) -> None:
-    """The value format parses each record once: one Kafka source scan feeds the five sinks, and the two per-user
-    windows share one shuffle (no per-sink re-reading or re-parsing)."""
-    from flink_job import pipeline
+def test_explain_scans_the_source_once_for_all_five_inserts(services: Settings, unique_name: str, tmp_path,
+                                                           capsys) -> None:
+    """`pipeline job --explain`, as a user types it: the value format parses each record once, one Kafka source
+    scan feeds the five sinks, and the two per-user windows share one shuffle (no per-sink re-reading)."""
+    from pipeline import cli
 
-    settings = replace(services, paimon_warehouse=f"file://{tmp_path}/wh")
-    plan = pipeline.explain(settings, topics_for(unique_name))
+    assert cli.main(["--warehouse", f"file://{tmp_path}/wh", "job", "--explain", "--source-topic",
+                     f"{unique_name}_src", "--watermark-delay", "7", "--idle-timeout", "45 s",
+                     "--state-backend", "hashmap"]) == 0
+    plan = capsys.readouterr().out
+    assert "-(event_time, 7000:INTERVAL SECOND)" in plan and "idletimeout=[45000]" in plan
     execution = plan.split("== Optimized Execution Plan ==", 1)[1]
     assert execution.count("TableSourceScan(") == 1
     assert "value.format" not in execution and execution.count("Reused(reference_id=[1])") == 4

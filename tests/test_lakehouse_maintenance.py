@@ -55,8 +55,13 @@ def test_flink_compaction_and_expiry_keep_rows_and_flink_buckets_match(settings,
 
     before = describe(events, "lake.user_actions")
     ids_before = _event_ids(events)
-    slots = [{"event_date": RECENT, "event_hour": 0}, {"event_date": RECENT, "event_hour": 2}]
-    assert m.compact(USER_ACTIONS.name, slots) == [("Success",)]
+    # Through the CLI, both ways of naming a slot: --date/--hour and --partition.
+    wh = ["--warehouse", local.paimon_warehouse, "lake"]
+    capsys.readouterr()
+    assert cli.main([*wh, "compact", "--date", RECENT, "--hour", "0"]) == 0
+    assert cli.main([*wh, "compact", "--partition", f"event_date={RECENT},event_hour=2"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("compacted lake.user_actions") == 2 and out.count("Success") == 2, out
 
     events = open_table(local, USER_ACTIONS.name)
     after = describe(events, "lake.user_actions")
@@ -64,11 +69,26 @@ def test_flink_compaction_and_expiry_keep_rows_and_flink_buckets_match(settings,
     assert after.files < before.files / 3
     for split in queries.plan(events, [("event_date", "equal", RECENT)]):
         assert len(split.files) == 1  # every bucket of the compacted slots is one file now
-    assert after.snapshots == before.snapshots + 1
+    assert after.snapshots == before.snapshots + 2
 
-    assert m.expire_snapshots(USER_ACTIONS.name, retain_max=1, retain_min=1) == [(str(after.snapshots - 1),)]
+    assert cli.main([*wh, "expire-snapshots", "--retain-max", "1", "--retain-min", "1"]) == 0
+    assert capsys.readouterr().out.strip() == f"expired snapshots of lake.user_actions: {after.snapshots - 1}"
     events = open_table(local, USER_ACTIONS.name)
     assert describe(events, "lake.user_actions").snapshots == 1 and _event_ids(events) == ids_before
+    assert cli.main([*wh, "compact", "--all"]) == 0  # nothing left to do: rows and ids unchanged
+    assert "compacted lake.user_actions partitions" in capsys.readouterr().out
+    assert _event_ids(open_table(local, USER_ACTIONS.name)) == ids_before
+
+    # `lake query actions` as a user types it: per action type in slot 0, the same counts pypaimon reads.
+    slot0 = queries.read(events, queries.plan(events, [("event_date", "equal", RECENT), ("event_hour", "equal", 0)]),
+                         columns=["action_type", "event_hour", "event_date"])
+    want = Counter(a for a, h, d in zip(slot0["action_type"].to_pylist(), slot0["event_hour"].to_pylist(),
+                                        slot0["event_date"].to_pylist(), strict=True) if h == 0 and d == RECENT)
+    assert cli.main([*wh, "query", "actions", "--date", RECENT, "--hour", "0", "--format", "csv"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].replace('"', "") == "action_type,actions"
+    got = {row.split(",")[0].strip('"'): int(row.split(",")[1]) for row in lines[1:]}
+    assert got == dict(want) and sum(got.values()) > 0
 
     # Through the CLI: drop partitions whose event_date is older than 30 days.
     assert cli.main(["--warehouse", local.paimon_warehouse, "lake", "expire-partitions",

@@ -109,3 +109,16 @@ def test_start_on_busy_port_is_one_clear_line(tmp_path) -> None:
         port = sock.getsockname()[1]
         with pytest.raises(UserError, match=f"port {port} on 127.0.0.1 is already in use"):
             require_port_free("kafka", port)
+
+
+def test_services_status_and_table_function_through_the_cli(services: Settings, capsys) -> None:
+    """`pipeline services status` and `pipeline lake table-function`, as a user types them."""
+    from pipeline import cli
+
+    assert cli.main(["services", "status"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split(":")[0] for line in lines] == ["kafka", "s3"]
+    assert all(", healthy on " in line and "pid " in line for line in lines), lines
+    assert cli.main(["--warehouse", "file:///srv/lake/wh", "lake", "table-function"]) == 0
+    assert capsys.readouterr().out.strip() == "paimonLocal('/srv/lake/wh/lake.db/user_actions/')"
+
