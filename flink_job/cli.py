@@ -36,6 +36,9 @@ def add_job_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--restore-from", default=None, metavar="PATH",
                    help="restore from this retained checkpoint (.../chk-N) or savepoint, e.g. after a crash")
     p.add_argument("--job-name", default=d.job_name)
+    p.add_argument("--flink-conf", action="append", default=[], metavar="KEY=VALUE",
+                   help="a Flink option for this job, over the project's defaults (repeatable), e.g. "
+                        "rest.port=8082 or state.backend.rocksdb.timer-service.factory=HEAP")
     p.add_argument("--explain", action="store_true", help="print the execution plan instead of running")
     p.add_argument("--submit", action="store_true",
                    help="submit with `flink run` to the local standalone cluster (pipeline flink-cluster start)")
@@ -58,7 +61,15 @@ def job_config(args: argparse.Namespace) -> JobConfig:
         checkpoint_dir=args.checkpoint_dir,
         restore_from=args.restore_from,
         job_name=args.job_name,
+        flink_conf=tuple(_key_value(kv) for kv in args.flink_conf),
     )
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise UserError(f"--flink-conf: '{text}' is not KEY=VALUE")
+    return key.strip(), value.strip()
 
 
 def under_flink_cli() -> bool:

@@ -52,4 +52,5 @@ def job_options(settings: Settings, job: JobConfig) -> dict[str, str]:
         "state.backend.rocksdb.use-bloom-filter": "true",
         # Mini-cluster only (a standalone cluster takes its own config.yaml): room for RocksDB.
         "taskmanager.memory.managed.size": "2g",
+        **dict(job.flink_conf),  # the user's --flink-conf options win
     }

@@ -36,6 +36,8 @@ class JobConfig:
     restore_from: str | None = None
     job_name: str = "user-actions-pipeline"
     action_types: tuple[str, ...] = field(default=(), repr=False)  # empty = the contract's list
+    # Any other Flink option for this job, over the defaults (e.g. rest.port, a state backend tuning option).
+    flink_conf: tuple[tuple[str, str], ...] = ()
 
     def validate(self) -> None:
         if self.state_backend not in STATE_BACKENDS:
@@ -47,6 +49,9 @@ class JobConfig:
         if self.startup_mode not in ("group-offsets", "earliest-offset", "latest-offset"):
             raise UserError(f"startup mode '{self.startup_mode}' is not one of group-offsets, earliest-offset, "
                             "latest-offset")
+        for key, _ in self.flink_conf:
+            if not key or any(c.isspace() for c in key):
+                raise UserError(f"--flink-conf: '{key}' is not a Flink option name (KEY=VALUE)")
         for name in (self.source_topic, self.user_aggregations_topic, self.user_action_aggregations_topic,
                      self.realtime_aggregations_topic, self.group_id):
             if not name or "'" in name:
@@ -75,6 +80,8 @@ class JobConfig:
             argv += ["--checkpoint-dir", self.checkpoint_dir]
         if self.restore_from:
             argv += ["--restore-from", self.restore_from]
+        for key, value in self.flink_conf:
+            argv += ["--flink-conf", f"{key}={value}"]
         return argv + (["--bounded"] if self.bounded else [])
 
     @property

@@ -55,9 +55,7 @@ class JobProcess:
 
 def start_job(settings: Settings, job: JobConfig, log: Path) -> JobProcess:
     """Run the job in a child process with ``settings`` (DATA_DIR, bootstrap, warehouse through the env)."""
-    env = {**os.environ, "DATA_DIR": str(settings.data_dir), "KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-           "PAIMON_WAREHOUSE": settings.paimon_warehouse, "S3_ENDPOINT": settings.s3_endpoint,
-           "S3_ACCESS_KEY": settings.s3_access_key, "S3_SECRET_KEY": settings.s3_secret_key,
+    env = {**os.environ, **settings.to_env(),
            # its own Flink log (and RocksDB logs): the shared PyFlink log is truncated by every new gateway
            "FLINK_LOG_DIR": str(flink_log_dir(log))}
     log.parent.mkdir(parents=True, exist_ok=True)
