@@ -72,6 +72,16 @@ SETTINGS_VARIABLES: tuple[Variable, ...] = (
 VARIABLES: dict[str, str] = {v.env: v.help for v in SETTINGS_VARIABLES}
 
 
+# The TLS/SASL settings as (Settings field, librdkafka key, kafka-python keyword).
+_KAFKA_SECURITY_KEYS = (
+    ("kafka_security_protocol", "security.protocol", "security_protocol"),
+    ("kafka_sasl_mechanism", "sasl.mechanism", "sasl_mechanism"),
+    ("kafka_sasl_username", "sasl.username", "sasl_plain_username"),
+    ("kafka_sasl_password", "sasl.password", "sasl_plain_password"),
+    ("kafka_ssl_ca_location", "ssl.ca.location", "ssl_cafile"),
+)
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path
@@ -145,27 +155,15 @@ class Settings:
 
     def kafka_client_config(self) -> dict[str, str]:
         """librdkafka settings for any Kafka client: bootstrap plus the TLS/SASL settings that are set."""
-        conf = {"bootstrap.servers": self.kafka_bootstrap}
-        for key, value in (("security.protocol", self.kafka_security_protocol),
-                           ("sasl.mechanism", self.kafka_sasl_mechanism),
-                           ("sasl.username", self.kafka_sasl_username),
-                           ("sasl.password", self.kafka_sasl_password),
-                           ("ssl.ca.location", self.kafka_ssl_ca_location)):
-            if value:
-                conf[key] = value
-        return conf
+        return {"bootstrap.servers": self.kafka_bootstrap, **self._kafka_security(librdkafka=True)}
 
     def kafka_python_config(self) -> dict[str, object]:
         """The same settings as kafka-python keyword arguments (the producer's pure-Python backend)."""
-        conf: dict[str, object] = {"bootstrap_servers": self.kafka_bootstrap.split(",")}
-        for key, value in (("security_protocol", self.kafka_security_protocol),
-                           ("sasl_mechanism", self.kafka_sasl_mechanism),
-                           ("sasl_plain_username", self.kafka_sasl_username),
-                           ("sasl_plain_password", self.kafka_sasl_password),
-                           ("ssl_cafile", self.kafka_ssl_ca_location)):
-            if value:
-                conf[key] = value
-        return conf
+        return {"bootstrap_servers": self.kafka_bootstrap.split(","), **self._kafka_security(librdkafka=False)}
+
+    def _kafka_security(self, librdkafka: bool) -> dict[str, str]:
+        return {(rdkafka if librdkafka else python): getattr(self, field)
+                for field, rdkafka, python in _KAFKA_SECURITY_KEYS if getattr(self, field)}
 
     def kafka_java_properties(self, class_prefix: str = "") -> dict[str, str]:
         """The same TLS/SASL settings as Kafka's Java client properties (the Flink job's Kafka tables).

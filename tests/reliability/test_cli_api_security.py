@@ -52,6 +52,7 @@ CLI_CASES = [
     (["clickhouse", "schema"], {"CLICKHOUSE_URL": "http://127.0.0.1:1"}, "pipeline", "cannot connect"),
     (["--kafka-bootstrap", "127.0.0.1:1", "--source-topic", "{topic}", "--bounded"], {}, "flink_job", "unreachable"),
     (["--source-topic", "a'b", "--bounded"], {}, "flink_job", "quote"),
+    (["--flink-conf", "rest.port", "--explain"], {}, "flink_job", "not KEY=VALUE"),
 ]
 
 

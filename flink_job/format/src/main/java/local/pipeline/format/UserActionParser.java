@@ -80,6 +80,8 @@ public final class UserActionParser {
     private long timestamp;
     private boolean timestampConflict;
     private int timestampKeys;
+    private byte firstTimestampKind;  // the first non-null "timestamp" key's kind and value
+    private long firstTimestamp;
 
     public UserActionParser(Collection<String> actionTypes, long maxUserId) {
         for (String name : actionTypes) {
@@ -150,8 +152,6 @@ public final class UserActionParser {
                 parser.skipChildren();
                 continue;
             }
-            byte before = kinds[field];
-            long timestampBefore = timestamp;
             switch (token) {
                 case VALUE_NULL:
                     kinds[field] = ABSENT;
@@ -177,8 +177,13 @@ public final class UserActionParser {
                 // A second non-null "timestamp" key: the same integer again is harmless, anything else leaves it
                 // unclear which one the windows should use. (A JSON null counts as absent, as everywhere; the last
                 // key still decides the type rules, like for the other fields.)
-                timestampConflict |= timestampKeys++ > 0 && (kinds[TIMESTAMP] != before
-                        || kinds[TIMESTAMP] != INT || timestamp != timestampBefore);
+                boolean same = kinds[TIMESTAMP] == INT && firstTimestampKind == INT && timestamp == firstTimestamp;
+                if (timestampKeys++ == 0) {
+                    firstTimestampKind = kinds[TIMESTAMP];
+                    firstTimestamp = timestamp;
+                } else {
+                    timestampConflict |= !same;
+                }
             }
         }
         if (parser.currentToken() != JsonToken.END_OBJECT) {

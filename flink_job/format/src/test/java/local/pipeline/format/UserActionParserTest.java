@@ -217,6 +217,9 @@ class UserActionParserTest {
     @Test
     void theSameTimestampTwiceIsNotAmbiguous() {
         assertNull(reason(GOOD.replace("\"device_info\"", "\"timestamp\":1750000007712,\"device_info\"")));
+        // a null between two equal values changes nothing (null counts as absent)
+        assertNull(reason(GOOD.replace("\"device_info\"",
+                "\"timestamp\":null,\"timestamp\":1750000007712,\"device_info\"")));
     }
 
     @Test
