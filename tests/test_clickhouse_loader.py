@@ -180,6 +180,22 @@ def test_service_runs_the_loader_and_reports_lag_and_rate(env):
         assert loader["running"] and loader["group_id"] == f"{env['db']}_svc"
         assert loader["rows_rejected"] == env["bad"]
         assert loader["lag_total"] == 0 and set(loader["lag"]) == set(env["topics"])
-        assert loader["rows_per_second"] > 0
+        # rows_per_second = rows of the batches inserted in the last 10 s / min(10 s, time since the loader started).
+        total = loader["rows_inserted"] + loader["rows_rejected"]
+        asked = time.time()
+        with urllib.request.urlopen(service.url + "/api/status", timeout=10) as resp:
+            rate = json.loads(resp.read())["loader"]
+        answered = time.time()
+        assert rate["rows_inserted"] + rate["rows_rejected"] == total and rate["last_insert_at"] <= asked
+        if answered - rate["first_message_at"] < 10:  # every batch came after the first message: all in the window
+            started = service.metrics.started_at
+            slowest, fastest = min(10.0, answered - started), min(10.0, asked - started)
+            assert round(total / slowest, 1) <= rate["rows_per_second"] <= round(total / fastest, 1), (rate, total)
+        # and once the last batch is 10 s old, nothing is in the window: the rate is exactly 0, not a lifetime mean
+        while time.time() - rate["last_insert_at"] <= 10.5:
+            time.sleep(0.5)
+        with urllib.request.urlopen(service.url + "/api/status", timeout=10) as resp:
+            idle = json.loads(resp.read())["loader"]
+        assert idle["rows_inserted"] + idle["rows_rejected"] == total and idle["rows_per_second"] == 0.0
     finally:
         service.stop()
