@@ -34,7 +34,7 @@ CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; c
 MAX_RANGE = timedelta(days=366)
 DEFAULT_RANGE = timedelta(hours=24)
 MAX_LIMIT = 1000
-_USER_PATH = re.compile(r"^/api/users/([^/]+)/activity$")
+_USER_PATH = re.compile(r"^/api/users/([^/]*)/activity$")  # an empty id is a bad user_id too, not a missing route
 
 
 class BadRequest(Exception):

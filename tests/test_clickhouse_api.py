@@ -139,6 +139,7 @@ def test_status_and_openapi(api):
     ("/api/top-users?limit=1&limit=2", "limit", "more than once"),
     ("/api/users/abc/activity", "user_id", "whole number"),
     ("/api/users/0/activity", "user_id", "whole number"),
+    ("/api/users//activity", "user_id", "whole number"),
 ])
 def test_bad_parameters_are_4xx_with_a_clear_message(api, path, parameter, words):
     status, body = get(api, path)
@@ -160,8 +161,9 @@ def test_unknown_path_and_writes_are_refused(api):
     "2024-05-01T00:00:00Z'%20UNION%20SELECT%201--",
 ])
 def test_injection_attempts_are_rejected_not_executed(api, payload):
-    for path in (f"/api/top-users?limit={payload}", f"/api/top-users?from={payload}", f"/api/users/{payload}/activity"):
+    for path, parameter in ((f"/api/top-users?limit={payload}", "limit"), (f"/api/top-users?from={payload}", "from"),
+                            (f"/api/users/{payload}/activity", "user_id")):
         status, body = get(api, path)
-        assert status in (400, 404), (path, body)
+        assert status == 400 and body["parameter"] == parameter, (path, status, body)
     status, body = get(api, f"/api/top-users?{RANGE}")  # still intact
     assert status == 200 and body["users"][0]["user_id"] == 2

@@ -178,9 +178,9 @@ def test_api_rejects_out_of_range_and_injection_shaped_parameters_with_4xx(servi
                 else:
                     assert status == 400 and body["parameter"] == name, (path, name, value, status, body)
                 checked += 1
-        for raw_id in ("0", "-1", "4294967296", "1;DROP", "1%20OR%201=1", "SELECT"):
-            status, _ = request(f"{base}/api/users/{raw_id}/activity")
-            assert status in (400, 404), raw_id
+        for raw_id in ("0", "-1", "4294967296", "1;DROP", "1%20OR%201=1", "SELECT", "", "%2F..%2F1", "1.5"):
+            status, body = request(f"{base}/api/users/{raw_id}/activity")
+            assert status == 400 and body["parameter"] == "user_id", (raw_id, status, body)
     for path in ("/api/sql", "/api/query?q=SELECT%201", "/../base/config.py", "/static/../../pyproject.toml"):
         assert request(base + path)[0] == 404, path
     assert checked > 300
