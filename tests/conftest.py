@@ -32,3 +32,18 @@ def services(settings: Settings) -> Settings:
 def unique_name() -> str:
     """A fresh name for a topic, table or bucket prefix, so tests never see each other's data."""
     return f"t_{uuid.uuid4().hex[:10]}"
+
+
+def pid_running(pid: int) -> bool:
+    """The process exists and is not a zombie waiting for its parent (or init) to reap it."""
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(") ", 1)[1][0] != "Z"
+    except FileNotFoundError:
+        return False

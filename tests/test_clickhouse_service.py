@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -80,3 +84,111 @@ def test_cli_schema_sql_and_variants(own_settings):
     assert refused.returncode != 0 and "need a ClickHouse server" in refused.stderr
     ttl = cli(s, "schema", "--realtime-ttl-days", "0")
     assert ttl.returncode != 0 and "realtime_ttl_days" in ttl.stderr
+
+
+@pytest.fixture
+def private_kafka(own_settings):
+    """A broker of this test only (free ports, own DATA_DIR) holding the default aggregate topics and nothing else,
+    so `load` and `serve`, which read the default topics, see exactly the records this test writes."""
+    from local_services import kafka
+    from scripts.faults import free_loopback_port
+
+    s = replace(own_settings, kafka_bootstrap=f"127.0.0.1:{free_loopback_port(span=2)}")
+    print(kafka.start(s))
+    try:
+        kafka.ensure_topics(s)
+        yield s
+    finally:
+        print(kafka.stop(s))
+
+
+def pipeline_cli(settings, *args: str, background: bool = False):
+    """The `pipeline` console script as a user types it, with these settings as its environment."""
+    argv = [str(Path(sys.executable).parent / "pipeline"), *args]
+    env = {**os.environ, **settings.to_env()}
+    env.pop("CLICKHOUSE_URL", None)
+    if background:
+        return subprocess.Popen(argv, env=env, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True)
+    return subprocess.run(argv, capture_output=True, text=True, env=env, cwd=PROJECT_ROOT, timeout=120)
+
+
+def aggregate_records(day: datetime) -> tuple[list[tuple[str, dict]], list[tuple[int, int]]]:
+    """2-hour rows of users 1..3 (user 2 re-emitted: version 2 wins) and the top users FINAL must give."""
+    w = day + timedelta(hours=10)
+    out = []
+    for user, versions in ((1, [(1, 4)]), (2, [(1, 100), (2, 9)]), (3, [(1, 6)])):
+        for version, n in versions:
+            out.append(("user_aggregations", {"window_start": f"{w:%Y-%m-%d %H:%M:%S}",
+                                              "window_end": f"{w + timedelta(hours=2):%Y-%m-%d %H:%M:%S}",
+                                              "user_id": user, "total_actions": n, "version": version}))
+    return out, [(2, 9), (3, 6), (1, 4)]
+
+
+def produce_all(settings, records: list[tuple[str, dict]]) -> None:
+    from confluent_kafka import Producer
+
+    producer = Producer(settings.kafka_client_config())
+    for topic, value in records:
+        producer.produce(topic, key=str(value["user_id"]).encode(), value=json.dumps(value).encode())
+    assert producer.flush(30) == 0
+
+
+def wait_for(check, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.5)
+
+
+def test_cli_load_then_serve_as_a_user_types_them(private_kafka):
+    """`pipeline clickhouse load` inserts the aggregate topics and commits its group; after it stops,
+    `pipeline clickhouse sql` sees the deduplicated rows; `pipeline clickhouse serve` answers them over HTTP."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    s = private_kafka
+    day = (datetime.now(UTC) - timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    records, top = aggregate_records(day)
+    produce_all(s, records)
+
+    def committed_all() -> bool:
+        consumer = Consumer({**s.kafka_client_config(), "group.id": "cli-load"})
+        try:
+            tps = [TopicPartition("user_aggregations", p) for p in range(s.kafka_partitions)]
+            tps = consumer.committed(tps, timeout=10)
+            ends = [consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in tps]
+            return sum(max(tp.offset, 0) for tp in tps) == sum(ends) == len(records)
+        finally:
+            consumer.close()
+
+    load = pipeline_cli(s, "clickhouse", "load", "--group", "cli-load", "--max-latency", "0.2", background=True)
+    try:
+        wait_for(committed_all, 120, "the loader to commit every record")  # committed only after the insert
+    finally:
+        load.send_signal(signal.SIGINT)
+        out, _ = load.communicate(timeout=60)
+    assert load.returncode == 0, out
+    rows = pipeline_cli(s, "clickhouse", "sql", "SELECT user_id, total_actions FROM analytics.user_aggregations "
+                        "FINAL ORDER BY total_actions DESC", "--format", "JSONEachRow")
+    assert rows.returncode == 0, rows.stderr
+    assert [(r["user_id"], r["total_actions"]) for r in map(json.loads, rows.stdout.splitlines())] == top
+
+    serve = pipeline_cli(s, "clickhouse", "serve", "--group", "cli-serve", "--max-latency", "0.2", background=True)
+    base = f"http://127.0.0.1:{s.dashboard_port}"
+    try:
+        def loaded() -> bool:
+            try:
+                with urllib.request.urlopen(base + "/api/status", timeout=5) as resp:
+                    return json.loads(resp.read())["loader"]["rows_inserted"] == len(records)
+            except OSError:
+                return False
+
+        wait_for(loaded, 120, "serve's loader to insert every record")
+        span = f"from={day:%Y-%m-%dT%H:%M:%SZ}&to={day + timedelta(days=1):%Y-%m-%dT%H:%M:%SZ}"
+        with urllib.request.urlopen(f"{base}/api/top-users?window=2h&{span}", timeout=10) as resp:
+            users = json.loads(resp.read())["users"]
+        assert [(u["user_id"], u["actions"]) for u in users] == top
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        out, _ = serve.communicate(timeout=60)
+    assert serve.returncode == 0, out

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -11,7 +15,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from base.config import Settings
+from base.config import PROJECT_ROOT, Settings
 from flink_job.job_config import JobConfig
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -218,13 +222,21 @@ def test_job_writes_exact_paimon_rows_rejects_and_aggregates(services: Settings,
             assert abs(value["version"] - time.time() * 1000) < 15 * 60_000  # epoch ms of emission
 
 
-def test_job_on_s3_warehouse(services: Settings, unique_name: str) -> None:
-    from flink_job import pipeline
+def pipeline_cli(settings: Settings, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    """The `pipeline` console script as a user types it, with these settings in its environment."""
+    return subprocess.run([str(Path(sys.executable).parent / "pipeline"), *args], capture_output=True, text=True,
+                          env={**os.environ, **settings.to_env()}, cwd=PROJECT_ROOT, timeout=timeout)
 
+
+def test_job_on_s3_warehouse_through_the_cli(services: Settings, unique_name: str) -> None:
+    """`pipeline job ... --bounded` as a user types it: reads the topic to its end, then the lake holds every event."""
     settings = replace(services, paimon_warehouse=f"s3://{services.s3_bucket}/{unique_name}")
     job = replace(topics_for(unique_name), parallelism=1)
     events, bad = prepare_input(settings, job)
-    pipeline.run(settings, job, wait=True)
+    done = pipeline_cli(settings, "job", *job.to_argv())
+    assert done.returncode == 0, done.stderr[-3000:]
+    finished = rf"^job {re.escape(job.job_name)} \([0-9a-f]{{32}}\) finished$"
+    assert re.search(finished, done.stdout, re.MULTILINE), done.stdout
     raw, _ = read_table(settings, "user_actions")
     rejected, _ = read_table(settings, "user_actions_rejected")
     assert sorted(raw.column("event_id").to_pylist()) == sorted(e["event_id"] for e in events)

@@ -1,4 +1,5 @@
-"""`flink run -py` submission of the job to a standalone cluster started from the apache-flink wheel's scripts."""
+"""`pipeline flink-cluster start|status|stop` and `pipeline job --submit`, as a user types them: a standalone cluster
+started from the apache-flink wheel's scripts runs the job with `flink run -py`, and stop leaves no process."""
 
 from __future__ import annotations
 
@@ -9,23 +10,33 @@ from dataclasses import replace
 import pytest
 
 from base.config import Settings
+from tests.conftest import pid_running
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(400)]
 
 
 def test_flink_run_submission_to_standalone_cluster_completes(services: Settings, unique_name: str, tmp_path) -> None:
     from local_services import flink_cluster
-    from tests.test_flink_job import prepare_input, read_table, topics_for
+    from tests.test_flink_job import pipeline_cli, prepare_input, read_table, topics_for
 
     # A private DATA_DIR and REST port: this test's cluster never meets a user's.
     settings = replace(services, data_dir=tmp_path / "data", flink_rest_port=18081,
                        paimon_warehouse=f"file://{tmp_path}/wh")
     job = replace(topics_for(unique_name), parallelism=1)
     events, bad = prepare_input(settings, job)
-    print(flink_cluster.start(settings))
+    started = pipeline_cli(settings, "flink-cluster", "start", timeout=120)
     try:
-        out = flink_cluster.submit(settings, job)
-        job_id = re.search(r"JobID ([0-9a-f]{32})", out).group(1)
+        assert started.returncode == 0, started.stderr[-3000:]
+        pids = re.fullmatch(r"flink cluster started \(jobmanager pid (\d+), taskmanager pid (\d+)\) on "
+                            r"http://127\.0\.0\.1:18081\n", started.stdout)
+        assert pids, started.stdout
+        jm, tm = int(pids.group(1)), int(pids.group(2))
+        status = pipeline_cli(settings, "flink-cluster", "status")
+        assert status.stdout == (f"flink cluster: jobmanager pid {jm}, taskmanager pid {tm}, healthy on "
+                                 "http://127.0.0.1:18081\n"), status.stdout
+        submitted = pipeline_cli(settings, "job", "--submit", *job.to_argv())
+        assert submitted.returncode == 0, submitted.stderr[-3000:]
+        job_id = re.search(r"JobID ([0-9a-f]{32})", submitted.stdout).group(1)
         deadline, state = time.monotonic() + 240, ""
         while time.monotonic() < deadline:
             state = flink_cluster.job_state(settings, job_id)
@@ -34,8 +45,11 @@ def test_flink_run_submission_to_standalone_cluster_completes(services: Settings
             time.sleep(2)
         assert state == "FINISHED"
     finally:
-        print(flink_cluster.stop(settings))
-    assert flink_cluster.status(settings).startswith("flink cluster: jobmanager pid None, taskmanager pid None")
+        stopped = pipeline_cli(settings, "flink-cluster", "stop", timeout=120)
+    assert stopped.returncode == 0 and stopped.stdout == "stopped flink-taskmanager, flink-jobmanager\n", stopped.stdout
+    assert not pid_running(jm) and not pid_running(tm)
+    assert pipeline_cli(settings, "flink-cluster", "status").stdout == (
+        "flink cluster: jobmanager pid None, taskmanager pid None, not answering on http://127.0.0.1:18081\n")
 
     raw, _ = read_table(settings, "user_actions")
     rejected, _ = read_table(settings, "user_actions_rejected")

@@ -122,3 +122,47 @@ def test_services_status_and_table_function_through_the_cli(services: Settings, 
     assert cli.main(["--warehouse", "file:///srv/lake/wh", "lake", "table-function"]) == 0
     assert capsys.readouterr().out.strip() == "paimonLocal('/srv/lake/wh/lake.db/user_actions/')"
 
+
+
+def test_services_start_status_stop_through_the_cli(services: Settings, tmp_path) -> None:
+    """`pipeline services start|status|stop` as a user types them, on a private DATA_DIR and free ports (the
+    session's shared services are never touched): stop ends both processes by their PID files."""
+    import os
+    import re
+    import subprocess
+    import sys
+    from dataclasses import replace
+    from pathlib import Path
+
+    from base.config import PROJECT_ROOT
+    from local_services import manage
+    from local_services.process import port_open
+    from scripts.faults import free_loopback_port
+    from tests.conftest import pid_running
+
+    kafka_port, s3_port = free_loopback_port(span=2), free_loopback_port()
+    own = replace(services, data_dir=tmp_path / "data", kafka_bootstrap=f"127.0.0.1:{kafka_port}",
+                  s3_endpoint=f"http://localhost:{s3_port}")
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(Path(sys.executable).parent / "pipeline"), "services", *args], capture_output=True,
+                              text=True, env={**os.environ, **own.to_env()}, cwd=PROJECT_ROOT, timeout=180)
+
+    try:
+        started = cli("start")
+        assert started.returncode == 0, started.stderr
+        status = cli("status")
+        assert status.returncode == 0, status.stderr
+        lines = status.stdout.splitlines()
+        assert [re.sub(r"pid \d+", "pid N", line) for line in lines] == [
+            f"kafka: pid N, healthy on 127.0.0.1:{kafka_port}", f"s3: pid N, healthy on http://localhost:{s3_port}"]
+        pids = [int(re.search(r"pid (\d+)", line).group(1)) for line in lines]
+        assert all(pid_running(pid) for pid in pids)
+    finally:
+        stopped = cli("stop")
+    assert stopped.returncode == 0 and stopped.stdout == "s3 stopped\nkafka stopped\n", (stopped.stdout, stopped.stderr)
+    assert not any(pid_running(pid) for pid in pids)
+    assert not port_open("127.0.0.1", kafka_port) and not port_open("127.0.0.1", s3_port)
+    after = cli("status").stdout.splitlines()
+    assert [line.split(",")[0] for line in after] == ["kafka: no pid file", "s3: no pid file"]
+    assert all(", healthy on " in line for line in manage.status(services))  # the session's own are still up
