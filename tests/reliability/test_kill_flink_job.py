@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from base.config import Settings
+from local_services import kafka
 from scripts import faults
 from tests.reliability.conftest import (
     close_windows,
@@ -137,6 +138,10 @@ def test_kill_9_mid_run_then_restore_from_checkpoint_loses_and_duplicates_nothin
         first.kill9()
         committed_at_kill = committed_rows(settings)
         producing_at_kill = producer.poll() is None
+        in_topic_after_kill = kafka.end_offsets(services, job.source_topic)
+        # killed while events still arrive: the producer runs and the topic is still short of them after the kill
+        assert producing_at_kill and in_topic_after_kill < EVENTS, \
+            (producing_at_kill, in_topic_after_kill, log_tail(tmp_path / "produce.log"))
         done = faults.logged_checkpoints(first)
         assert done, seen(first)
         checkpoint = done[-1].path(checkpoints)
@@ -189,7 +194,7 @@ def test_kill_9_mid_run_then_restore_from_checkpoint_loses_and_duplicates_nothin
 
     durations = sorted(c.duration_ms for c in done + restored_checkpoints)
     print(f"killed after checkpoint {done[-1].number} with {committed_at_kill:,} of {total:,} rows committed "
-          f"(producer {'still running' if producing_at_kill else 'done'}); restored: {rows:,} rows, "
+          f"(producer still running, {in_topic_after_kill:,} events in Kafka just after); restored: {rows:,} rows, "
           f"{distinct:,} distinct; reconcile OK over {result.events_scanned:,} events")
     print(f"checkpoints: job 1 {len(done)}, restored job {len(restored_checkpoints)}; duration ms median "
           f"{durations[len(durations) // 2]}, max {durations[-1]}")
