@@ -117,82 +117,107 @@ def reconcile(
     aggregates: tuple[Aggregate, ...] = AGGREGATES,
 ) -> ReconcileResult:
     """Compare every window of ``aggregates`` that lies wholly in [start, end) (UTC) with the lake."""
-    start_ms, end_ms = _ms(start), _ms(end)
+    start_ms, end_ms = epoch_ms(start), epoch_ms(end)
     if end_ms <= start_ms:
         raise UserError(f"reconcile: --to {end:%Y-%m-%d %H:%M} is not after --from {start:%Y-%m-%d %H:%M}")
     if not database.isidentifier():
         raise UserError(f"reconcile: database '{database}' is not a plain identifier")
     began = time.perf_counter()
-    events, files = _lake_events(lake_table, start_ms, end_ms)
+    events, files = lake_events(lake_table, start_ms, end_ms)
     checks = [_check(agg, events, client, database, start_ms, end_ms) for agg in aggregates]
     return ReconcileResult(
-        start=_dt(start_ms), end=_dt(end_ms), events_scanned=events.num_rows, files_read=files,
+        start=utc(start_ms), end=utc(end_ms), events_scanned=events.num_rows, files_read=files,
         seconds=time.perf_counter() - began, tables=checks,
     )
 
 
-def _lake_events(table: FileStoreTable, start_ms: int, end_ms: int) -> tuple[pa.Table, int]:
+def lake_events(table: FileStoreTable, start_ms: int, end_ms: int) -> tuple[pa.Table, int]:
     where = [
-        ("event_date", "between", (f"{_dt(start_ms):%Y-%m-%d}", f"{_dt(end_ms - 1):%Y-%m-%d}")),
+        ("event_date", "between", (f"{utc(start_ms):%Y-%m-%d}", f"{utc(end_ms - 1):%Y-%m-%d}")),
         ("timestamp", "greater_or_equal", start_ms),
         ("timestamp", "less_than", end_ms),
     ]
     # pypaimon prunes by date; keep only the 2-hour slots (event_date, event_hour) that overlap the range.
     first_slot = start_ms // SLOT_MS * SLOT_MS
-    slots = {(f"{_dt(t):%Y-%m-%d}", _dt(t).hour) for t in range(first_slot, end_ms, SLOT_MS)}
+    slots = {(f"{utc(t):%Y-%m-%d}", utc(t).hour) for t in range(first_slot, end_ms, SLOT_MS)}
     splits = [s for s in queries.plan(table, where) if tuple(s.partition.values) in slots]
     rows = queries.read(table, splits, where, columns=["user_id", "action_type", "timestamp"])
     return rows, sum(len(s.files) for s in splits)
 
 
-def _check(agg: Aggregate, events: pa.Table, client: Client, database: str, start_ms: int, end_ms: int) -> TableCheck:
-    # Only windows wholly inside [start, end): a partial window can't be compared.
+def window_bounds(agg: Aggregate, start_ms: int, end_ms: int) -> tuple[int, int]:
+    """[lo, hi): the windows of ``agg`` wholly inside [start, end) (a partial window can't be compared)."""
     lo = -(-start_ms // agg.window_ms) * agg.window_ms
     hi = end_ms // agg.window_ms * agg.window_ms
-    names = ["window_start", *agg.keys]
     if hi <= lo:
         raise UserError(
             f"reconcile: {agg.table} has {agg.window_ms // MINUTE_MS}-minute windows; the range holds none of them"
         )
+    return lo, hi
+
+
+def lake_counts(agg: Aggregate, events: pa.Table, lo: int, hi: int) -> pa.Table:
+    """The aggregate recomputed from lake events: window_start (epoch ms), key columns, ``lake`` count."""
+    names = ["window_start", *agg.keys]
     ts = events["timestamp"]
     inside = events.filter(pc.and_(pc.greater_equal(ts, lo), pc.less(ts, hi)))
     # Integer division of positive epoch millis floors: the tumbling window's start.
     window = pc.multiply(pc.divide(inside["timestamp"], agg.window_ms), agg.window_ms)
-    lake = (
+    return (
         pa.table({"window_start": window, **{k: inside[k] for k in agg.keys}})
         .group_by(names)
         .aggregate([("window_start", "count")])
         .rename_columns([*names, "lake"])
     )
+
+
+def clickhouse_counts(agg: Aggregate, client: Client, database: str, lo: int, hi: int, like: pa.Table) -> pa.Table:
+    """ClickHouse's deduplicated (FINAL) rows of [lo, hi): window_start, keys, ``clickhouse`` count, ``version``;
+    key types as in ``like`` (the lake side), so the two join."""
+    names = ["window_start", *agg.keys]
     key_sql = ", ".join(f"toInt64({k})" if k == "user_id" else f"toString({k})" for k in agg.keys)
     ch = client.query_arrow(
         f"SELECT toUnixTimestamp64Milli(toDateTime64(window_start, 3, 'UTC')) AS ws, "
-        f"{key_sql}, toInt64({agg.count}) AS clickhouse "
+        f"{key_sql}, toInt64({agg.count}) AS clickhouse, toInt64(version) AS version "
         f"FROM {database}.{agg.table} FINAL "
         f"WHERE window_start >= fromUnixTimestamp64Milli(toInt64({lo}), 'UTC') "
         f"AND window_start < fromUnixTimestamp64Milli(toInt64({hi}), 'UTC')"
     )
-    ch = ch.rename_columns([*names, "clickhouse"])
-    ch = ch.cast(pa.schema([("window_start", pa.int64()), *((k, lake.schema.field(k).type) for k in agg.keys),
-                            ("clickhouse", pa.int64())]))
-    joined = lake.join(ch, keys=names, join_type="full outer")
+    ch = ch.rename_columns([*names, "clickhouse", "version"])
+    return ch.cast(pa.schema([("window_start", pa.int64()), *((k, like.schema.field(k).type) for k in agg.keys),
+                              ("clickhouse", pa.int64()), ("version", pa.int64())]))
+
+
+def differences(agg: Aggregate, lake: pa.Table, ch: pa.Table) -> tuple[pa.Table, int]:
+    """Keys whose counts differ or that exist on one side only (``lake`` / ``clickhouse`` null there),
+    sorted by key; and the number of keys on both sides that match."""
+    names = ["window_start", *agg.keys]
+    joined = lake.join(ch.select([*names, "clickhouse"]), keys=names, join_type="full outer")
     differ = pc.fill_null(pc.not_equal(joined["lake"], joined["clickhouse"]), True)
     bad = joined.filter(differ).sort_by([(n, "ascending") for n in names])
+    return bad, joined.num_rows - bad.num_rows
+
+
+def _check(agg: Aggregate, events: pa.Table, client: Client, database: str, start_ms: int, end_ms: int) -> TableCheck:
+    lo, hi = window_bounds(agg, start_ms, end_ms)
+    lake = lake_counts(agg, events, lo, hi)
+    ch = clickhouse_counts(agg, client, database, lo, hi, like=lake)
+    bad, matching = differences(agg, lake, ch)
     mismatches = [
-        Mismatch(agg.table, _dt(r["window_start"]), r["user_id"], r.get("action_type"), r["lake"], r["clickhouse"])
+        Mismatch(agg.table, utc(r["window_start"]), r["user_id"], r.get("action_type"), r["lake"], r["clickhouse"])
         for r in bad.to_pylist()
     ]
     return TableCheck(
-        table=agg.table, window_from=_dt(lo), window_to=_dt(hi), lake_keys=lake.num_rows,
-        clickhouse_keys=ch.num_rows, matching=joined.num_rows - bad.num_rows, mismatches=mismatches,
+        table=agg.table, window_from=utc(lo), window_to=utc(hi), lake_keys=lake.num_rows,
+        clickhouse_keys=ch.num_rows, matching=matching, mismatches=mismatches,
     )
 
 
-def _ms(value: datetime) -> int:
+def epoch_ms(value: datetime) -> int:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return int(value.timestamp() * 1000)
 
 
-def _dt(ms: int) -> datetime:
+def utc(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)

@@ -293,6 +293,80 @@ def test_reconcile_passes_on_correct_data_and_names_exactly_the_altered_keys(lak
     assert "user_id=777777: lake=missing clickhouse=3" in out and "result: 3 mismatching keys" in out
 
 
+def test_restate_makes_clickhouse_equal_the_lake_and_a_second_run_changes_nothing(lake, ch, unique_name,
+                                                                                  monkeypatch, capsys):
+    """What late events leave behind (counts one short, a key never emitted) plus a key the lake never had:
+    restate writes exactly those keys, reconcile is clean after it, and a second run writes no row."""
+    from clickhouse.queries import Queries
+    from lakehouse.restate import restate
+
+    local, events, _, root = lake
+    client, ch_settings = ch
+    monkeypatch.chdir(root)  # embedded chDB reads local files only under the working directory
+    db = unique_name
+    analytics_schema(client, db)
+    _fill_aggregates(client, db, table_function(local, "user_actions"))
+    start = datetime.fromtimestamp((BASE_MS + DAY_MS) / 1000, UTC)  # midnight: three whole slots to 06:00
+    end = start + timedelta(hours=6)
+    ws = start + timedelta(hours=2)
+
+    def first(sql: str) -> tuple:
+        return client.query(sql).result_rows[0]
+
+    # A late event missing from a 2-hour count and from a 5-minute count (the job emitted one less) ...
+    short = first(f"SELECT user_id, total_actions FROM {db}.user_aggregations FINAL "
+                  f"WHERE window_start = '{ws:%Y-%m-%d %H:%M:%S}' ORDER BY user_id LIMIT 1")
+    client.command(f"INSERT INTO {db}.user_aggregations VALUES ('{ws:%Y-%m-%d %H:%M:%S}', "
+                   f"'{ws + timedelta(hours=2):%Y-%m-%d %H:%M:%S}', {short[0]}, {short[1] - 1}, 50)")
+    rt = first(f"SELECT window_start, user_id, total_actions FROM {db}.user_aggregations_realtime FINAL "
+               f"WHERE window_start >= '{start:%Y-%m-%d %H:%M:%S}' AND total_actions > 1 "
+               "ORDER BY window_start, user_id LIMIT 1")
+    client.command(f"INSERT INTO {db}.user_aggregations_realtime VALUES ('{rt[0]:%Y-%m-%d %H:%M:%S}', "
+                   f"'{rt[0] + timedelta(minutes=5):%Y-%m-%d %H:%M:%S}', {rt[1]}, {rt[2] - 1}, 50)")
+    # ... a key whose only events were late (never emitted), and a key ClickHouse has and the lake has not.
+    gone = first(f"SELECT user_id, action_type, actions FROM {db}.user_action_aggregations FINAL "
+                 f"WHERE window_start = '{start:%Y-%m-%d %H:%M:%S}' ORDER BY user_id, action_type LIMIT 1")
+    client.command(f"DELETE FROM {db}.user_action_aggregations WHERE window_start = '{start:%Y-%m-%d %H:%M:%S}' "
+                   f"AND user_id = {gone[0]} AND action_type = '{gone[1]}'")
+    client.command(f"INSERT INTO {db}.user_aggregations_realtime VALUES ('{start:%Y-%m-%d %H:%M:%S}', "
+                   f"'{start + timedelta(minutes=5):%Y-%m-%d %H:%M:%S}', 777777, 3, 1)")
+    assert len(reconcile(events, client, start, end, database=db).mismatches) == 4
+
+    result = restate(events, client, start, end, database=db)
+    assert [s.slot_start for s in result.slots] == [start, ws, ws + timedelta(hours=2)]
+    by_table = {t: (sum(s.upserted[t] for s in result.slots), sum(s.deleted[t] for s in result.slots))
+                for t in result.slots[0].upserted}
+    assert by_table == {"user_aggregations": (1, 0), "user_action_aggregations": (1, 0),
+                        "user_aggregations_realtime": (1, 1)}
+    assert result.changed == 4
+    assert reconcile(events, client, start, end, database=db).ok
+    assert first(f"SELECT total_actions FROM {db}.user_aggregations FINAL WHERE window_start = "
+                 f"'{ws:%Y-%m-%d %H:%M:%S}' AND user_id = {short[0]}") == (short[1],)
+    assert first(f"SELECT actions FROM {db}.user_action_aggregations FINAL WHERE window_start = "
+                 f"'{start:%Y-%m-%d %H:%M:%S}' AND user_id = {gone[0]} AND action_type = '{gone[1]}'") == (gone[2],)
+    # The restated rows carry a newer version than anything the slot held.
+    assert first(f"SELECT max(version) FROM {db}.user_aggregations WHERE user_id = {short[0]}")[0] == \
+        result.slots[1].version > 50
+
+    # A second run finds nothing to change and writes no aggregate row; the CLI's dry run says the same.
+    stored = {t: first(f"SELECT count() FROM {db}.{t}")[0] for t in by_table}
+    again = restate(events, client, start, end, database=db)
+    assert again.changed == 0 and len(again.slots) == 3
+    assert {t: first(f"SELECT count() FROM {db}.{t}")[0] for t in by_table} == stored
+    restated = Queries(client, db).restatements()
+    assert [(r["slot_start"][:16], r["rows_upserted"] + r["rows_deleted"]) for r in restated] == [
+        (f"{s:%Y-%m-%dT%H:%M}", 0) for s in (ws + timedelta(hours=2), ws, start)]  # the second run is the latest
+    monkeypatch.setenv("PAIMON_WAREHOUSE", local.paimon_warehouse)
+    monkeypatch.setenv("DATA_DIR", str(ch_settings.data_dir))
+    capsys.readouterr()
+    assert cli.main(["lake", "restate", "--from", f"{start:%Y-%m-%d %H:%M}", "--to", f"{end:%Y-%m-%d %H:%M}",
+                     "--database", db, "--dry-run"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("would restate 0 keys in 3 slots")
+    assert cli.main(["lake", "restate", "--from", f"{start:%Y-%m-%d} 01:00", "--to", f"{start:%Y-%m-%d} 02:30",
+                     "--database", db]) == 2
+    assert "holds no whole 2-hour slot" in capsys.readouterr().err
+
+
 def _ms(value: datetime) -> int:
     return int(value.timestamp() * 1000)
 

@@ -65,3 +65,19 @@ FROM ${db}.user_action_aggregations FINAL;
 CREATE VIEW IF NOT EXISTS ${db}.user_aggregations_realtime_final AS
 SELECT window_start, window_end, user_id, total_actions, version
 FROM ${db}.user_aggregations_realtime FINAL;
+
+-- When each 2-hour slot was last restated from the lake (`pipeline lake restate`, or the maintenance
+-- schedule once the slot has been closed for its grace period): one row per run and slot, the latest
+-- kept. Not an aggregate: nothing loads it from Kafka; the restatement writes it beside its rows.
+CREATE TABLE IF NOT EXISTS ${db}.restatements
+(
+    slot_start    DateTime64(3, 'UTC'),
+    restated_at   DateTime64(3, 'UTC'),
+    lake_events   UInt64,
+    rows_upserted UInt64,
+    rows_deleted  UInt64
+)
+ENGINE = ReplacingMergeTree(restated_at)
+PARTITION BY toDate(slot_start)
+ORDER BY slot_start
+TTL toDateTime(slot_start) + INTERVAL ${window_ttl_days} DAY;

@@ -61,3 +61,18 @@ TTL toDateTime(window_start) + INTERVAL ${realtime_ttl_days} DAY;
 CREATE TABLE IF NOT EXISTS ${db}.user_aggregations_realtime ON CLUSTER '${cluster}'
 AS ${db}.user_aggregations_realtime_local
 ENGINE = Distributed('${cluster}', '${db}', 'user_aggregations_realtime_local', cityHash64(user_id));
+
+-- When each 2-hour slot was last restated (see analytics.sql): tiny, so one replicated copy on every
+-- node (one ZooKeeper path for all shards) instead of a Distributed table.
+CREATE TABLE IF NOT EXISTS ${db}.restatements ON CLUSTER '${cluster}'
+(
+    slot_start    DateTime64(3, 'UTC'),
+    restated_at   DateTime64(3, 'UTC'),
+    lake_events   UInt64,
+    rows_upserted UInt64,
+    rows_deleted  UInt64
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/all/${db}/restatements', '{replica}', restated_at)
+PARTITION BY toDate(slot_start)
+ORDER BY slot_start
+TTL toDateTime(slot_start) + INTERVAL ${window_ttl_days} DAY;
