@@ -67,9 +67,16 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     rej.add_argument("--to", dest="end", type=_date, help="last ingest_date")
     _output_args(rej)
 
-    desc = actions.add_parser("describe", help="schema, partitions, snapshots, files, sizes and small-file health")
+    desc = actions.add_parser(
+        "describe", help="schema, snapshots, files, sizes, and per partition: files, average size, compacted or not",
+        description="What a lake table holds and how healthy its layout is. Per partition: rows, files, average "
+        "file size, the most files in one bucket, and whether the slot is open, compacted or NOT COMPACTED "
+        "(closed: the newest event time is --grace minutes past its end); a warning names the command for "
+        "each closed slot not compacted.")
     _table_arg(desc)
-    desc.add_argument("--partitions", action="store_true", help="also list every partition")
+    desc.add_argument("--partitions", action="store_true", help="also list rows/files/bytes of every partition")
+    desc.add_argument("--grace", type=int, default=10, metavar="MINUTES",
+                      help="event-time minutes past a slot's end before it counts as closed (default: 10)")
 
     comp = actions.add_parser(
         "compact", help="compact small files of given partitions (Flink batch job, CALL sys.compact)",
@@ -113,8 +120,87 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     rec.add_argument("--database", default="analytics", help="ClickHouse database (default: analytics)")
     rec.add_argument("--max-print", type=int, default=50, help="mismatching keys to print (default: 50)")
 
+    rs = actions.add_parser(
+        "restate", help="make ClickHouse's aggregates of closed slots equal the lake (late events included)",
+        description="For every 2-hour slot wholly inside [--from, --to): recompute the three aggregates from "
+        "lake.user_actions (as reconcile does) and write into ClickHouse only the keys that differ, with a newer "
+        "version; keys ClickHouse has and the lake has not are deleted. Records the run in analytics.restatements. "
+        "Afterwards `lake reconcile` over the same range is clean; a second run changes nothing.")
+    rs.add_argument("--from", dest="start", type=_datetime, required=True, help="UTC, 'YYYY-MM-DD[ HH:MM]'")
+    rs.add_argument("--to", dest="end", type=_datetime, required=True, help="UTC, exclusive")
+    rs.add_argument("--database", default="analytics", help="ClickHouse database (default: analytics)")
+    rs.add_argument("--dry-run", action="store_true", help="say what would change, write nothing")
+
+    orphans = actions.add_parser(
+        "remove-orphans", help="delete files no snapshot references (e.g. a killed writer's), or list them",
+        description="Paimon's orphan-file cleaner: files in the table's directory that no snapshot, manifest or "
+        "index references and that are older than --older-than-hours. A writer's uncommitted files are "
+        "unreferenced too, so keep the age well above the checkpoint interval (default: 24 hours).")
+    _table_arg(orphans)
+    orphans.add_argument("--older-than-hours", type=float, default=24.0, metavar="HOURS",
+                         help="only files older than this (default: 24)")
+    orphans.add_argument("--dry-run", action="store_true", help="list the files, delete nothing")
+
+    mt = actions.add_parser(
+        "maintain", help="the maintenance schedule: compact closed slots, expire, remove orphans, restate",
+        description="Runs beside the streaming job until Ctrl-C (or one pass with --once): compacts each closed "
+        "2-hour slot, expires snapshots and old partitions, removes orphan files, and restates each slot closed "
+        "for --restate-grace minutes. ./run.sh starts it inside the ClickHouse service (which owns an embedded "
+        "chDB); with CLICKHOUSE_URL it runs on its own.")
+    _maintain_args(mt)
+
     tf = actions.add_parser("table-function", help="print the ClickHouse table function that reads a lake table")
     _table_arg(tf)
+
+
+def _maintain_args(p: argparse.ArgumentParser) -> None:
+    from lakehouse.maintainer import MaintenancePolicy
+
+    d = MaintenancePolicy()
+    p.add_argument("--once", action="store_true", help="one pass, then exit")
+    p.add_argument("--interval", type=float, default=d.interval_s, metavar="SECONDS",
+                   help=f"between passes (default: {d.interval_s:.0f})")
+    p.add_argument("--no-compact", action="store_true", help="leave compaction to the writer")
+    p.add_argument("--compact-grace", type=int, default=d.compact_grace_min, metavar="MINUTES",
+                   help=f"event-time minutes past a slot's end before it is compacted (default: {d.compact_grace_min})")
+    p.add_argument("--snapshot-retain-hours", type=float, default=d.snapshot_retain_hours, metavar="HOURS",
+                   help=f"expire snapshots older than this (default: {d.snapshot_retain_hours:g}) ...")
+    p.add_argument("--snapshot-retain-max", type=int, default=d.snapshot_retain_max, metavar="N",
+                   help=f"... or beyond the newest N (default: {d.snapshot_retain_max}) ...")
+    p.add_argument("--snapshot-retain-min", type=int, default=d.snapshot_retain_min, metavar="N",
+                   help=f"... keeping at least N (default: {d.snapshot_retain_min})")
+    p.add_argument("--partition-retention-days", type=int, default=d.partition_retention_days, metavar="DAYS",
+                   help="drop user_actions partitions older than this; 0 keeps them (default: 0)")
+    p.add_argument("--rejected-retention-days", type=int, default=d.rejected_retention_days, metavar="DAYS",
+                   help=f"drop user_actions_rejected partitions older than this (default: {d.rejected_retention_days})")
+    p.add_argument("--orphan-age-hours", type=float, default=d.orphan_age_hours, metavar="HOURS",
+                   help=f"hourly: delete unreferenced files older than this; 0 never (default: {d.orphan_age_hours:g})")
+    p.add_argument("--no-restate", action="store_true", help="do not restate ClickHouse")
+    p.add_argument("--restate-grace", type=int, default=d.restate_grace_min, metavar="MINUTES",
+                   help=f"event-time minutes past a slot's end before it is restated (default: {d.restate_grace_min})")
+    p.add_argument("--restate-lookback-hours", type=int, default=d.restate_lookback_hours, metavar="HOURS",
+                   help=f"restate slots at most this old (default: {d.restate_lookback_hours})")
+    p.add_argument("--database", default=d.database, help=f"ClickHouse database (default: {d.database})")
+
+
+def maintenance_policy(args: argparse.Namespace):  # -> MaintenancePolicy
+    """The policy the ``maintain`` flags describe (also used by the ClickHouse service's companion)."""
+    from lakehouse.maintainer import MaintenancePolicy
+
+    for name in ("interval", "snapshot_retain_hours", "orphan_age_hours", "compact_grace", "restate_grace",
+                 "snapshot_retain_max", "partition_retention_days", "rejected_retention_days",
+                 "restate_lookback_hours"):
+        if getattr(args, name) < 0:
+            raise UserError(f"maintain: --{name.replace('_', '-')} must not be negative")
+    if args.snapshot_retain_min < 1:
+        raise UserError("maintain: --snapshot-retain-min must be at least 1 (the latest snapshot stays)")
+    return MaintenancePolicy(
+        interval_s=args.interval, compact=not args.no_compact, compact_grace_min=args.compact_grace,
+        snapshot_retain_hours=args.snapshot_retain_hours, snapshot_retain_max=args.snapshot_retain_max,
+        snapshot_retain_min=args.snapshot_retain_min, partition_retention_days=args.partition_retention_days,
+        rejected_retention_days=args.rejected_retention_days, orphan_age_hours=args.orphan_age_hours,
+        restate=not args.no_restate, restate_grace_min=args.restate_grace,
+        restate_lookback_hours=args.restate_lookback_hours, database=args.database)
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
@@ -123,9 +209,13 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         return _query(args, settings)
     if action == "describe":
         from lakehouse.describe import describe
+        from lakehouse.health import table_health
 
-        d = describe(open_table(settings, args.table), f"lake.{args.table}")
+        table = open_table(settings, args.table)
+        d = describe(table, f"lake.{args.table}")
         print("\n".join(d.lines()))
+        print("partition health")
+        print("\n".join(table_health(table, args.grace * 60_000).lines()))
         if args.partitions:
             print("partitions")
             print("\n".join("  " + line for line in output.render_table(d.partitions)))
@@ -137,6 +227,12 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if action == "reconcile":
         return _reconcile(args, settings)
+    if action == "restate":
+        return _restate(args, settings)
+    if action == "remove-orphans":
+        return _remove_orphans(args, settings)
+    if action == "maintain":
+        return _maintain_loop(args, settings)
     return _maintain(args, settings)
 
 
@@ -208,6 +304,91 @@ def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
         client.close()
     print("\n".join(result.lines(args.max_print)))
     return 0 if result.ok else 1
+
+
+def _restate(args: argparse.Namespace, settings: Settings) -> int:
+    from lakehouse.restate import restate
+
+    table = open_table(settings, USER_ACTIONS.name)
+    client = _clickhouse(settings)
+    try:
+        result = restate(table, client, args.start, args.end, database=args.database, dry_run=args.dry_run)
+    finally:
+        client.close()
+    print("\n".join(result.lines()))
+    return 0
+
+
+def _remove_orphans(args: argparse.Namespace, settings: Settings) -> int:
+    from datetime import timedelta
+
+    from lakehouse.maintenance import Maintenance
+
+    if args.older_than_hours < 0:
+        raise UserError("remove-orphans: --older-than-hours must not be negative")
+    open_table(settings, args.table)  # a clear error before starting Flink
+    older = datetime.now(UTC) - timedelta(hours=args.older_than_hours)
+    paths = Maintenance(settings).remove_orphan_files(args.table, older, dry_run=args.dry_run)
+    for path in paths:
+        print(path)
+    verb = "would remove" if args.dry_run else "removed"
+    print(f"{verb} {len(paths)} orphan files of lake.{args.table} older than {older:%Y-%m-%d %H:%M:%S} UTC")
+    return 0
+
+
+def _maintain_loop(args: argparse.Namespace, settings: Settings) -> int:
+    import logging
+    import signal
+    import threading
+
+    from lakehouse.maintainer import Maintainer
+
+    policy = maintenance_policy(args)
+    open_table(settings, USER_ACTIONS.name)  # a clear error before starting Flink
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    clients: list = []
+
+    def clickhouse():  # connected on first restatement; an embedded chDB owned by the service is a UserError
+        if not clients:
+            clients.append(_clickhouse(settings))
+        return clients[0]
+
+    maintainer = Maintainer(settings, policy, clickhouse if policy.restate else None)
+    try:
+        if args.once:
+            report = maintainer.tick()
+            print(report.line())
+            return 1 if report.errors else 0
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        maintainer.run(stop)
+        return 0
+    finally:
+        for client in clients:
+            client.close()
+
+
+def maintenance_companion(argv: list[str], settings: Settings):  # -> clickhouse.service.Companion
+    """``pipeline clickhouse serve --with 'lake-maintenance [maintain flags]'``: the maintenance schedule in
+    the ClickHouse service's process, restating through that process's own clients (what ./run.sh starts:
+    an embedded chDB directory has one owner)."""
+    from lakehouse.maintainer import Maintainer
+
+    parser = argparse.ArgumentParser(prog="lake-maintenance", add_help=False, exit_on_error=False)
+    _maintain_args(parser)
+    try:
+        args, unknown = parser.parse_known_args(argv)
+    except argparse.ArgumentError as exc:
+        raise UserError(f"lake-maintenance: {exc} (flags as for `pipeline lake maintain`)") from None
+    if unknown:
+        raise UserError(f"lake-maintenance: unknown flags {' '.join(unknown)} (flags as for `pipeline lake maintain`)")
+    policy = maintenance_policy(args)
+
+    def run(clickhouse, stop) -> None:
+        Maintainer(settings, policy, clickhouse if policy.restate else None).run(stop)
+
+    return run
 
 
 def _clickhouse(settings: Settings):

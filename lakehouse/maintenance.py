@@ -2,9 +2,11 @@
 
 - ``sys.compact``: rewrite small files of the given partitions into target-size files;
 - ``sys.expire_snapshots``: drop old snapshots (and the files only they reference) by retention;
-- ``sys.expire_partitions``: drop partitions whose date is older than an expiration time.
+- ``sys.expire_partitions``: drop partitions whose date is older than an expiration time;
+- ``LocalOrphanFilesClean`` (what ``sys.remove_orphan_files`` runs): delete files no snapshot
+  references, e.g. a killed writer's leftovers, and say which.
 
-All three commit a new snapshot through Paimon's optimistic commit, so they are safe to run while the
+The first three commit a new snapshot through Paimon's optimistic commit, so they are safe to run while the
 streaming job writes: a conflicting commit (the writer compacted the same bucket meanwhile) fails and is
 retried or reported, never half-applied. Expiry keeps ``retain_min`` snapshots and never removes the
 snapshot a running writer or reader holds (Paimon tracks consumers).
@@ -19,6 +21,7 @@ Signatures (from the procedure classes in paimon-flink-2.0-1.1.1.jar):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from base.config import Settings
@@ -55,7 +58,7 @@ class Maintenance:
             self._t_env = t_env
         return self._t_env
 
-    def call(self, procedure: str, **args: str | int | None) -> list[tuple]:
+    def call(self, procedure: str, **args: str | int | bool | None) -> list[tuple]:
         """``CALL sys.<procedure>(name => value, ...)``; None arguments are left out. Returns its rows."""
         named = ", ".join(f"`{k}` => {_literal(v)}" for k, v in args.items() if v is not None)
         statement = f"CALL sys.{procedure}({named})"
@@ -101,6 +104,38 @@ class Maintenance:
                          max_expires=max_expires)
 
 
+    def remove_orphan_files(self, table: str, older_than: datetime, dry_run: bool = True) -> list[str]:
+        """Files under the table that no snapshot, manifest or index references and that are older than
+        ``older_than`` (UTC); deleted unless ``dry_run``. Returns their paths either way.
+
+        Paimon's own cleaner (``LocalOrphanFilesClean``, what ``CALL sys.remove_orphan_files`` runs in
+        local mode), called through the Flink runtime's JVM because the procedure returns only a count
+        and a dry run should say which files. Keep ``older_than`` well in the past (Paimon's default is
+        one day): a file a writer has written but not yet committed is unreferenced too.
+        """
+        from pyflink.java_gateway import get_gateway
+
+        from lakehouse.catalog import flink_catalog_options
+
+        _ = self.t_env  # starts the runtime whose class path holds Paimon
+        jvm = get_gateway().jvm
+        options = jvm.org.apache.paimon.options.Options()
+        for key, value in flink_catalog_options(self.settings).items():
+            if key != "type":
+                options.set(key, value)
+        database, _, name = _qualified(table).partition(".")
+        try:
+            catalog = jvm.org.apache.paimon.catalog.CatalogFactory.createCatalog(
+                jvm.org.apache.paimon.catalog.CatalogContext.create(options))
+            java_table = catalog.getTable(jvm.org.apache.paimon.catalog.Identifier.create(database, name))
+            millis = int(older_than.astimezone(UTC).timestamp() * 1000)
+            result = jvm.org.apache.paimon.operation.LocalOrphanFilesClean(java_table, millis, dry_run).clean()
+        except Exception as exc:  # Py4J wraps the Java exception; its first line names the problem
+            raise UserError(f"remove orphan files of {database}.{name} failed: {_first_line(exc)}") from None
+        paths = result.getDeletedFilesPath()
+        return sorted(str(p.toString()) for p in paths) if paths is not None else []
+
+
 def partition_spec(partitions: list[dict[str, str | int]]) -> str:
     """Paimon's partitions argument: 'k1=v1,k2=v2;k1=v3,k2=v4'."""
     for p in partitions:
@@ -125,7 +160,9 @@ def _qualified(table: str) -> str:
     return table if "." in table else f"{DATABASE}.{table}"
 
 
-def _literal(value: str | int) -> str:
+def _literal(value: str | int | bool) -> str:
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
     if isinstance(value, int):
         return str(value)
     return "'" + str(value).replace("'", "''") + "'"

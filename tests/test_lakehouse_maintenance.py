@@ -6,6 +6,7 @@ which is what the pruned user query relies on.
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -16,8 +17,9 @@ from lakehouse import queries, synthetic
 from lakehouse.bucketing import bucket_of
 from lakehouse.catalog import open_table
 from lakehouse.describe import describe
+from lakehouse.health import table_health
 from lakehouse.maintenance import Maintenance
-from lakehouse.tables import USER_ACTIONS
+from lakehouse.tables import USER_ACTIONS, USER_ACTIONS_REJECTED
 from pipeline import cli
 from tests.lakehouse_fixtures import DAY_MS, HOUR_MS, create, warehouse, write
 
@@ -97,3 +99,57 @@ def test_flink_compaction_and_expiry_keep_rows_and_flink_buckets_match(settings,
     events = open_table(local, USER_ACTIONS.name)
     dates = set(queries.partition_counts(events).rows["event_date"].to_pylist())
     assert dates == {RECENT} and describe(events, "lake.user_actions").rows == 1003
+
+
+def test_describe_warns_maintain_compacts_and_expires_and_orphan_cleanup_removes_only_unreferenced_files(
+        settings, tmp_path, capsys):
+    """`lake describe` names the closed slots not compacted and the command; `lake maintain --once` compacts
+    them and keeps exactly the configured snapshots; `lake remove-orphans` lists, then removes, only a file no
+    snapshot references and old enough, and every snapshot left reads the same rows as before."""
+    local = warehouse(settings, f"file://{tmp_path}/wh")
+    events = create(local, USER_ACTIONS)
+    create(local, USER_ACTIONS_REJECTED)
+    for i in range(4):  # four commits over slots 0, 2 and 4: up to four files per bucket
+        write(events, synthetic.user_actions(300, RECENT_MS, 5 * HOUR_MS, users=20, seed=i, first_offset=i * 1000))
+    wh = ["--warehouse", local.paimon_warehouse, "lake"]
+    capsys.readouterr()
+    assert cli.main([*wh, "describe", "--grace", "0"]) == 0
+    out = capsys.readouterr().out
+    for hour in (0, 2):  # closed: the newest slot (4) starts at or after their end
+        assert f"WARNING closed partition event_date={RECENT},event_hour={hour} " in out
+        assert f"run `pipeline lake compact --date {RECENT} --hour {hour}`" in out
+    assert f"event_date={RECENT},event_hour=4" in out and out.count("WARNING") == 2, out
+
+    table_dir = tmp_path / "wh" / "lake.db" / "user_actions"
+    bucket = sorted(table_dir.glob(f"event_date={RECENT}/event_hour=4/bucket-*"))[0]
+    old_orphan, young_orphan = bucket / "data-left-by-a-killed-writer.parquet", bucket / "data-in-flight.parquet"
+    for path in (old_orphan, young_orphan):
+        path.write_bytes(b"not referenced by any snapshot")
+    two_days_ago = time.time() - 2 * 86_400
+    os.utime(old_orphan, (two_days_ago, two_days_ago))
+    ids = _event_ids(events)
+
+    assert cli.main([*wh, "remove-orphans", "--dry-run"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert [line.removeprefix("file:") for line in out[:-1]] == [str(old_orphan)], out
+    assert out[-1].startswith("would remove 1 orphan files of lake.user_actions") and old_orphan.exists()
+    assert cli.main([*wh, "remove-orphans"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("removed 1 orphan files")
+    assert not old_orphan.exists() and young_orphan.exists()  # too young: a writer may be about to commit it
+    young_orphan.unlink()
+    m = Maintenance(local)
+    for snapshot_id in range(1, 5):  # every snapshot still reads, with the rows it had
+        rows = m.t_env.execute_sql(f"SELECT count(*) FROM {USER_ACTIONS.flink_identifier} "
+                                   f"/*+ OPTIONS('scan.snapshot-id'='{snapshot_id}') */").collect()
+        with rows:
+            assert next(rows)[0] == 300 * snapshot_id
+
+    assert cli.main([*wh, "maintain", "--once", "--compact-grace", "0", "--snapshot-retain-max", "2",
+                     "--snapshot-retain-min", "1", "--snapshot-retain-hours", "1000", "--no-restate"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("compacted 2 slots, expired ")
+    events = open_table(local, USER_ACTIONS.name)
+    assert describe(events, "lake.user_actions").snapshots == 2 and _event_ids(events) == ids
+    health = {p.values[1]: p for p in table_health(events, 0).partitions}
+    assert health[0].compacted and health[2].compacted and health[0].max_files_per_bucket == 1
+    assert cli.main([*wh, "describe", "--grace", "0"]) == 0
+    assert "WARNING" not in capsys.readouterr().out

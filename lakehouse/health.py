@@ -1,0 +1,155 @@
+"""The file layout of each partition, from Paimon's metadata alone (no data file is opened):
+files, bytes, files per bucket, and whether the partition is closed and compacted.
+
+A 2-hour slot of ``lake.user_actions`` is *closed* once the lake's event-time frontier (the newest
+``timestamp`` any data file holds, from the files' column statistics) is past the slot's end by a
+grace period. Event time, not the wall clock: a replay or a backfill closes slots as fast as it
+writes them, and a stalled job closes none. A partition is *compacted* when no bucket holds more
+than ``COMPACTED_FILES_PER_BUCKET`` files (a full compaction leaves one; a late event adds one).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from lakehouse import queries
+
+if TYPE_CHECKING:
+    from pypaimon.table.file_store_table import FileStoreTable
+
+COMPACTED_FILES_PER_BUCKET = 2
+SLOT_MS = 2 * 3600 * 1000
+TIME_COLUMN = "timestamp"  # event time, epoch ms: what the frontier is made of
+
+
+@dataclass(frozen=True)
+class PartitionHealth:
+    values: tuple  # the partition values, in partition-key order
+    keys: tuple[str, ...]
+    rows: int
+    files: int
+    bytes: int
+    buckets: int
+    max_files_per_bucket: int
+    max_time_ms: int | None  # newest event time in the partition (None: no statistics)
+    closed: bool = False
+
+    @property
+    def spec(self) -> dict[str, str | int]:
+        return dict(zip(self.keys, self.values, strict=True))
+
+    @property
+    def label(self) -> str:
+        return ",".join(f"{k}={v}" for k, v in zip(self.keys, self.values, strict=True))
+
+    @property
+    def avg_file_bytes(self) -> int:
+        return self.bytes // self.files if self.files else 0
+
+    @property
+    def compacted(self) -> bool:
+        return self.max_files_per_bucket <= COMPACTED_FILES_PER_BUCKET
+
+    @property
+    def slot_end_ms(self) -> int | None:
+        """End of the 2-hour slot for (event_date, event_hour) partitions, else None."""
+        if self.keys != ("event_date", "event_hour"):
+            return None
+        start = datetime.fromisoformat(str(self.values[0])).replace(tzinfo=UTC, hour=int(self.values[1]))
+        return int(start.timestamp() * 1000) + SLOT_MS
+
+    def compact_command(self) -> str:
+        if self.keys == ("event_date", "event_hour"):
+            return f"pipeline lake compact --date {self.values[0]} --hour {self.values[1]}"
+        return f"pipeline lake compact --table <table> --partition {self.label}"
+
+
+@dataclass(frozen=True)
+class TableHealth:
+    partitions: list[PartitionHealth]
+    frontier_ms: int | None  # newest event time in the table
+    grace_ms: int
+
+    @property
+    def closed_uncompacted(self) -> list[PartitionHealth]:
+        return [p for p in self.partitions if p.closed and not p.compacted]
+
+    def lines(self) -> list[str]:
+        """One line per partition, then a warning with the command for each closed, uncompacted one."""
+        out = [f"  {'partition':<36} {'rows':>10} {'files':>6} {'avg file':>10} {'max/bucket':>10}  state"]
+        for p in self.partitions:
+            state = ("compacted" if p.compacted else "NOT COMPACTED") if p.closed else "open"
+            out.append(f"  {p.label:<36} {p.rows:>10} {p.files:>6} {_human(p.avg_file_bytes):>10} "
+                       f"{p.max_files_per_bucket:>10}  {state}")
+        for p in self.closed_uncompacted:
+            out.append(f"WARNING closed partition {p.label} has up to {p.max_files_per_bucket} files per bucket: "
+                       f"run `{p.compact_command()}` (or leave it to `pipeline lake maintain`)")
+        return out
+
+
+def table_health(table: FileStoreTable, grace_ms: int = 10 * 60_000) -> TableHealth:
+    """Per-partition layout of the latest snapshot; slots closed ``grace_ms`` past the frontier."""
+    keys = tuple(table.partition_keys)
+    newest = _max_times(table)
+    acc: dict[tuple, dict] = {}
+    for split in queries.plan(table):
+        p = acc.setdefault(tuple(split.partition.values), {"rows": 0, "files": 0, "bytes": 0, "buckets": {},
+                                                           "max_time": None})
+        p["buckets"][split.bucket] = p["buckets"].get(split.bucket, 0) + len(split.files)
+        for f in split.files:
+            p["rows"] += f.row_count
+            p["files"] += 1
+            p["bytes"] += f.file_size
+            t = newest.get(f.file_name)
+            if t is not None and (p["max_time"] is None or t > p["max_time"]):
+                p["max_time"] = t
+    partitions = [PartitionHealth(values=values, keys=keys, rows=p["rows"], files=p["files"], bytes=p["bytes"],
+                                  buckets=len(p["buckets"]), max_files_per_bucket=max(p["buckets"].values()),
+                                  max_time_ms=p["max_time"])
+                  for values, p in sorted(acc.items())]
+    # Files written without column statistics (pypaimon's writer) fall back to their slot's start: a
+    # lower bound of the newest event time, so a slot is never closed early.
+    times = [p.max_time_ms if p.max_time_ms is not None else p.slot_end_ms - SLOT_MS
+             for p in partitions if p.max_time_ms is not None or p.slot_end_ms is not None]
+    frontier = max(times) if times else None
+    partitions = [replace(p, closed=p.slot_end_ms is not None and frontier is not None
+                          and frontier >= p.slot_end_ms + grace_ms) for p in partitions]
+    return TableHealth(partitions=partitions, frontier_ms=frontier, grace_ms=grace_ms)
+
+
+def _max_times(table: FileStoreTable) -> dict[str, int]:
+    """{data file name: newest ``timestamp`` in it} from the manifests' column statistics.
+
+    pypaimon's scan drops statistics once it has used them for pruning, so the manifests are read
+    again here with them kept (metadata only). Files written without statistics are left out.
+    """
+    from pypaimon.manifest.manifest_file_manager import ManifestFileManager
+    from pypaimon.manifest.manifest_list_manager import ManifestListManager
+
+    snapshot = table.snapshot_manager().get_latest_snapshot()
+    index = next((i for i, f in enumerate(table.table_schema.fields) if f.name == TIME_COLUMN), None)
+    if snapshot is None or index is None:
+        return {}
+    manifests = ManifestListManager(table).read_all(snapshot)
+    times: dict[str, int] = {}
+    for entry in ManifestFileManager(table).read_entries_parallel(manifests, drop_stats=False):
+        f = entry.file
+        stats_index = index if f.value_stats_cols is None else (
+            f.value_stats_cols.index(TIME_COLUMN) if TIME_COLUMN in f.value_stats_cols else None)
+        if stats_index is None:
+            continue
+        try:
+            value = f.value_stats.max_values.get_field(stats_index)
+        except (IndexError, AttributeError, ValueError):  # no statistics recorded
+            continue
+        if isinstance(value, int):
+            times[f.file_name] = value
+    return times
+
+
+def _human(n: int) -> str:
+    from lakehouse.describe import _human as human
+
+    return human(n)

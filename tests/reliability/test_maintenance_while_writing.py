@@ -1,0 +1,109 @@
+"""Lake maintenance beside the running streaming job (README "Lake maintenance"): one pass compacts the closed
+slot and expires snapshots while events still arrive, including late ones into the slot being compacted; the
+job never fails over, the lake holds every event exactly once, and a later pass restates the slot so that
+ClickHouse (loaded by the project's loader) reconciles with the lake exactly.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import pytest
+
+from lakehouse.catalog import open_table
+from lakehouse.health import table_health
+from lakehouse.maintainer import Maintainer, MaintenancePolicy
+from producer.action_types import ACTION_TYPES
+from scripts import faults
+from tests.reliability.conftest import (
+    SLOT_MS,
+    create_topics,
+    day_ago_slot,
+    encode,
+    event,
+    exact_raw_counts,
+    job_for,
+    lake_rows,
+    load_aggregates,
+    produce,
+    reconcile_job,
+    wait_for,
+)
+
+# In CI: one job start-up, two maintenance passes (one batch Flink runtime), about two minutes.
+pytestmark = [pytest.mark.integration, pytest.mark.reliability]
+
+USERS = 300
+PARTITIONS = 2
+
+
+def test_maintenance_while_the_job_writes_loses_and_duplicates_nothing(services, chdb_scratch, unique_name,
+                                                                       tmp_path) -> None:
+    settings = replace(services, paimon_warehouse=f"file://{tmp_path}/wh")
+    checkpoints = tmp_path / "checkpoints"
+    job = job_for(unique_name, bounded=False, checkpoint_interval="2 s", checkpoint_dir=checkpoints.as_uri())
+    create_topics(settings, job, source_partitions=PARTITIONS)
+    t0 = day_ago_slot()
+    later = t0 + SLOT_MS + 70 * 60_000  # 70 minutes into the next slot: past both graces of slot t0
+    kinds = ACTION_TYPES[:5]
+    closed = [event(n, 1 + n % USERS, kinds[n % 5], t0 + n * 2_000) for n in range(1500)]
+    # One event per partition far enough on that every partition's watermark passes slot t0.
+    front = [event(10_000 + p, 1 + p, kinds[0], later) for p in range(PARTITIONS)]
+    # What arrives during maintenance: open-slot events, and late ones into slot t0 (some for new users).
+    open_slot = [event(20_000 + n, 1 + n % USERS, kinds[n % 5], later + n * 1_000) for n in range(600)]
+    late = [event(30_000 + n, (1 + n) if n < 20 else 5000 + n, kinds[n % 5], t0 + 60_000 + n) for n in range(40)]
+
+    running = faults.start_job(settings, job, tmp_path / "job.log")
+    try:
+        faults.wait_for_checkpoint(checkpoints, running, timeout=300)
+        for i in range(0, len(closed), 375):  # four commits: up to four small files per bucket
+            produce(settings, job.source_topic, [encode(e) for e in closed[i:i + 375]])
+            wait_for(lambda n=i + 375: exact_raw_counts(settings)[0] == n, 120, "a batch committed", every=1)
+        for p, e in enumerate(front):
+            produce(settings, job.source_topic, [encode(e)], partition=p)
+        wait_for(lambda: exact_raw_counts(settings)[0] == len(closed) + len(front), 240, "slot t0 in the lake",
+                 every=2)
+        before = table_health(open_table(settings, "user_actions"))
+        slot = next(p for p in before.partitions if p.slot_end_ms == t0 + SLOT_MS)
+        assert slot.closed and not slot.compacted, before.lines()
+
+        # Events keep arriving while the pass compacts slot t0 and expires snapshots.
+        def keep_sending() -> None:
+            for n, i in enumerate(range(0, len(open_slot), 60)):  # ten batches, four late events in each
+                batch = open_slot[i:i + 60] + late[4 * n:4 * n + 4]
+                produce(settings, job.source_topic, [encode(e) for e in batch])
+        sender = threading.Thread(target=keep_sending)
+        sender.start()
+        maintainer = Maintainer(settings, MaintenancePolicy(restate=False, snapshot_retain_max=5, snapshot_retain_min=1,
+                                                            snapshot_retain_hours=0, orphan_age_hours=0))
+        first = maintainer.tick()
+        sender.join()
+        assert first.errors == [] and first.compacted == [slot.label], first
+        total = len(closed) + len(front) + len(open_slot) + len(late)
+        wait_for(lambda: exact_raw_counts(settings)[0] >= total or not running.alive(), 240, "every event in the lake",
+                 every=2)
+        assert running.alive() and faults.job_failovers(running) == 0, (tmp_path / "job.log").read_text()[-3000:]
+    finally:
+        running.kill9()
+
+    ids = lake_rows(settings, "user_actions", ["event_id"])["event_id"].to_pylist()
+    sent = [e["event_id"] for e in closed + front + open_slot + late]
+    assert len(ids) == len(sent) and sorted(ids) == sorted(sent)  # nothing lost, nothing twice
+    after = table_health(open_table(settings, "user_actions"))
+    compacted = next(p for p in after.partitions if p.label == slot.label)
+    assert compacted.compacted and compacted.rows == len(closed) + len(late), after.lines()
+
+    # The job left the late events out of its windows; the next pass restates slot t0 from the lake.
+    scratch = load_aggregates(chdb_scratch, job)
+    assert not reconcile_job(settings, scratch, t0, t0 + SLOT_MS - 1).ok
+    restating = Maintainer(settings, replace(maintainer.policy, restate=True, database=scratch.database),
+                           clickhouse=lambda: scratch.client, flink=maintainer.flink)  # one batch runtime
+    second = restating.tick()
+    slot_start = datetime.fromtimestamp(t0 / 1000, UTC)
+    assert second.errors == [] and second.restated == [f"{slot_start:%Y-%m-%d %H:%M}"], second
+    assert reconcile_job(settings, scratch, t0, t0 + SLOT_MS - 1).ok
+    assert restating.tick().restated == []  # once per slot
+    snapshots = open_table(settings, "user_actions").snapshot_manager()
+    assert snapshots.get_latest_snapshot().id - snapshots.try_get_earliest_snapshot().id + 1 <= 5
