@@ -161,6 +161,7 @@ class Api:
             "latest_window_end": max((t["latest_window_end"] for t in tables if t["latest_window_end"]), default=None),
             "tables": tables,
             "loader": self.status_extra(),
+            "restatements": q.restatements(),
         }
 
     def top_users(self, q: Queries, p: Params) -> dict:

@@ -39,9 +39,15 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     sv = common(sub.add_parser("serve", help="loader + dashboard/API in the foreground"))
     loader(sv)
     sv.add_argument("--no-loader", action="store_true", help="serve the API only")
-    sub.add_parser("start", help="start the service in the background (PID file)")
+    with_help = ("also run NAME in this process, with its own flags, e.g. --with 'lake-maintenance --interval 60' "
+                 "(the lake maintenance needs the process that owns an embedded chDB to restate); repeatable")
+    sv.add_argument("--with", dest="companions", action="append", default=[], metavar="'NAME [FLAGS]'",
+                    help=with_help)
+    st = sub.add_parser("start", help="start the service in the background (PID file)")
+    st.add_argument("--with", dest="companions", action="append", default=[], metavar="'NAME [FLAGS]'",
+                    help=with_help)
     sub.add_parser("stop", help="stop the background service")
-    sub.add_parser("status", help="service state, tables, freshness and loader lag")
+    sub.add_parser("status", help="service state, tables, freshness, loader lag and the last restated slots")
 
 
 def _schema_options(args: argparse.Namespace):
@@ -81,7 +87,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     from clickhouse import service_process
 
     if args.action == "start":
-        print(service_process.start(settings))
+        print(service_process.start(settings, [arg for spec in args.companions for arg in ("--with", spec)]))
         return 0
     if args.action == "stop":
         print(service_process.stop(settings))
@@ -97,7 +103,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
             _refuse_if_service_owns_chdb(settings)
             try:
-                status = {"tables": Queries(connect(settings.clickhouse_dsn), "analytics").table_stats()}
+                queries = Queries(connect(settings.clickhouse_dsn), "analytics")
+                status = {"tables": queries.table_stats(), "restatements": queries.restatements()}
             except ClickHouseError as exc:
                 raise UserError(f"clickhouse: no analytics schema yet ({str(exc).splitlines()[0][:120]}); "
                                 "run: pipeline clickhouse schema") from None
@@ -133,11 +140,12 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             stop.set()
         return 0
     if args.action == "serve":
-        from clickhouse.service import Service
+        from clickhouse.service import Service, companion
 
         _refuse_if_service_owns_chdb_other_than_me(settings)
+        companions = [companion(spec, settings) for spec in args.companions]
         Service(settings, _schema_options(args), None if args.no_loader else _loader_options(args),
-                host=settings.dashboard_host).serve_forever()
+                host=settings.dashboard_host, companions=companions).serve_forever()
         return 0
     raise UserError(f"unknown action {args.action}")
 

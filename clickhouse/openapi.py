@@ -40,7 +40,8 @@ def openapi_document() -> dict:
                            "(2-hour and 5-minute tumbling windows, UTC).",
         },
         "paths": {
-            "/api/status": _get("tables, row counts, freshness and the loader's lag and rows/s", []),
+            "/api/status": _get("tables, row counts, freshness, the loader's lag and rows/s, and when each "
+                                "2-hour slot was last restated from the lake", []),
             "/api/top-users": _get("users with the most actions in the range", [_FROM, _TO, _limit(10, 1000),
                                                                                  _window("2h")]),
             "/api/users/{user_id}/activity": _get(

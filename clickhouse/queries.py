@@ -68,6 +68,17 @@ class Queries:
             })
         return stats
 
+    def restatements(self, limit: int = 12) -> list[dict]:
+        """The newest restated 2-hour slots: when each was last restated from the lake and what changed."""
+        rows = _rows(
+            self.client,
+            f"SELECT slot_start, restated_at, lake_events, rows_upserted, rows_deleted "
+            f"FROM {self.db}.restatements FINAL ORDER BY slot_start DESC LIMIT {{limit:UInt32}}",
+            {"limit": limit},
+        )
+        return [{**r, "slot_start": _iso(r["slot_start"]), "restated_at": _iso(r["restated_at"]),
+                 **{k: int(r[k]) for k in ("lake_events", "rows_upserted", "rows_deleted")}} for r in rows]
+
     def top_users(self, start: datetime, end: datetime, limit: int, window: str) -> list[dict]:
         table = WINDOW_TABLES[window]
         return _rows(

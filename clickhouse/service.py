@@ -4,9 +4,11 @@ the schema, runs the loader in a thread and serves the dashboard + JSON API unti
 from __future__ import annotations
 
 import logging
+import shlex
 import signal
 import threading
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from base.config import Settings
 from base.errors import UserError
@@ -16,6 +18,22 @@ from clickhouse.schema import SchemaOptions
 from clickhouse.store import ThreadClients, apply_schema
 
 log = logging.getLogger(__name__)
+
+# Work that must run in the process owning the ClickHouse store (an embedded chDB directory has one
+# owner), registered by a higher layer: name -> factory(argv, settings) -> run(client_factory, stop).
+# The front end registers "lake-maintenance" (lakehouse/cli.py); `serve --with "NAME [flags]"` runs it
+# in a thread beside the loader. The factory parses its flags at start, so a wrong one fails at once.
+Companion = Callable[[Callable[[], object], threading.Event], None]
+COMPANIONS: dict[str, Callable[[list[str], Settings], Companion]] = {}
+
+
+def companion(spec: str, settings: Settings) -> tuple[str, Companion]:
+    """``"name --flag value"`` -> (name, its runner); an unknown name or bad flag is a UserError."""
+    words = shlex.split(spec)
+    if not words or words[0] not in COMPANIONS:
+        known = ", ".join(sorted(COMPANIONS)) or "none registered (run through `pipeline`)"
+        raise UserError(f"clickhouse serve --with '{spec}': unknown companion (known: {known})")
+    return words[0], COMPANIONS[words[0]](words[1:], settings)
 
 
 @dataclass
@@ -27,6 +45,7 @@ class Service:
     loader_options: LoaderOptions | None  # None: API only, no loader
     host: str = "127.0.0.1"
     port: int | None = None
+    companions: list[tuple[str, Companion]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.clients = ThreadClients(self.settings.clickhouse_dsn)
@@ -41,6 +60,9 @@ class Service:
             loader = Loader(self.settings.kafka_client_config(), self.clients.get, self.loader_options,
                             self.metrics)
             self._threads.append(threading.Thread(target=self._run_loader, args=(loader,), name="loader",
+                                                  daemon=True))
+        for name, run in self.companions:
+            self._threads.append(threading.Thread(target=self._run_companion, args=(name, run), name=name,
                                                   daemon=True))
         api = Api(self.clients, self.schema.database, self._loader_status)
         port = self.settings.dashboard_port if self.port is None else self.port
@@ -72,6 +94,12 @@ class Service:
                 log.exception("loader stopped with an error; restarting in 5 s")
                 self.metrics.set(last_error=f"loader: {exc}")
                 self.stop_event.wait(5)
+
+    def _run_companion(self, name: str, run: Companion) -> None:
+        try:  # its own client from this thread: one engine, any number of clients in this process
+            run(self.clients.get, self.stop_event)
+        except Exception:  # the API and the loader go on without it
+            log.exception("%s stopped with an error", name)
 
     def stop(self) -> None:
         self.stop_event.set()

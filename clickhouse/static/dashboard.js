@@ -49,6 +49,10 @@ async function refresh() {
     document.getElementById("freshness").textContent = fmtAge(realtime.freshness_seconds);
     document.getElementById("loader").textContent = loader.rows_per_second == null ? "off"
       : `${Math.round(loader.rows_per_second).toLocaleString("en")} rows/s, lag ${loader.lag_total.toLocaleString("en")}`;
+    const restated = (status.restatements || [])[0];
+    document.getElementById("restated").textContent = restated
+      ? `${restated.slot_start.slice(0, 16)} (at ${restated.restated_at.slice(0, 16)}, ${restated.rows_upserted + restated.rows_deleted} keys)`
+      : "none yet";
     const end = status.latest_window_end ? new Date(status.latest_window_end) : new Date();
     const start = new Date(end.getTime() - 24 * 3600 * 1000);
     const range = `from=${encodeURIComponent(start.toISOString())}&to=${encodeURIComponent(end.toISOString())}`;
