@@ -344,7 +344,8 @@ def _maintain_loop(args: argparse.Namespace, settings: Settings) -> int:
     from lakehouse.maintainer import Maintainer
 
     policy = maintenance_policy(args)
-    open_table(settings, USER_ACTIONS.name)  # a clear error before starting Flink
+    if args.once:  # a clear error before starting Flink; the schedule waits for the job to create the table
+        open_table(settings, USER_ACTIONS.name)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     clients: list = []
 

@@ -46,6 +46,8 @@ if TYPE_CHECKING:
     from lakehouse.maintenance import Maintenance
 
 log = logging.getLogger("lakehouse.maintain")
+# Its own level: importing PyFlink (Beam) raises the root logger's to WARNING, which hid every pass's summary.
+log.setLevel(logging.INFO)
 MINUTE_MS = 60_000
 
 
@@ -108,6 +110,13 @@ class Maintainer:
     def tick(self) -> TickReport:
         report = TickReport()
         p = self.policy
+        try:
+            for table in (USER_ACTIONS.name, USER_ACTIONS_REJECTED.name):
+                open_table(self.settings, table)
+        except UserError:  # the streaming job creates both tables when it starts
+            log.info("maintain: waiting for the Flink job to create lake.%s and lake.%s", USER_ACTIONS.name,
+                     USER_ACTIONS_REJECTED.name)
+            return report
         if p.compact:
             self._step(report, "compact", lambda: self._compact(report))
         for table in (USER_ACTIONS.name, USER_ACTIONS_REJECTED.name):
