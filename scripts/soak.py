@@ -1,6 +1,12 @@
 """Soak run: the producer at a steady rate into the streaming job for --minutes, then the figures.
 
     .venv/bin/python -m scripts.soak --minutes 10 --rate 2000
+    .venv/bin/python -m scripts.soak --minutes 30 --rate 25000 --sim-rate 1500 --maintenance   # see bench_maintenance
+
+With --sim-rate the simulated clock runs faster than the wall clock (rate / sim-rate times), so 2-hour slots
+close during the run; with --maintenance `pipeline lake maintain` runs beside the job (its own process).
+At the end: data files, snapshots, the closed slots' layout, the job's and the maintenance's CPU per event,
+and a full-scan and a one-user query on the table as it was left (--result-json writes them all).
 
 Runs on its own topics, warehouse and checkpoint directory (under --work-dir, default a temporary directory),
 against the running local Kafka. Reports, every --every seconds and at the end: RSS (/proc) of the job
@@ -15,7 +21,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -49,10 +57,15 @@ def paimon_files(warehouse: Path) -> tuple[int, int]:
 
 
 def lake_count(settings: Settings) -> int:
+    from pypaimon.catalog.catalog_exception import TableNotExistException
+
     from lakehouse import queries
     from lakehouse.catalog import open_catalog
 
-    table = open_catalog(settings).get_table("lake.user_actions")
+    try:
+        table = open_catalog(settings).get_table("lake.user_actions")
+    except TableNotExistException:  # the job has not created it yet
+        return 0
     return sum(f.row_count for s in queries.plan(table) for f in s.files)
 
 
@@ -65,6 +78,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rss-bound", type=float, default=1.0,
                    help="allowed RSS growth of the job after warm-up, as a fraction (default: 1.0)")
     p.add_argument("--work-dir", type=Path, help="where the warehouse and checkpoints go (default: a temp dir)")
+    p.add_argument("--sim-rate", type=float, help="events per simulated second (event time runs rate/sim-rate "
+                   "times faster than the wall clock; default: real time)")
+    p.add_argument("--maintenance", action="store_true", help="run `pipeline lake maintain` beside the job")
+    p.add_argument("--maintain-interval", type=float, default=60.0, help="its --interval (default: 60 s)")
+    p.add_argument("--result-json", type=Path, help="write the figures here")
     args = p.parse_args(argv)
 
     base = Settings.from_env()
@@ -84,13 +102,26 @@ def main(argv: list[str] | None = None) -> int:
 
     job_proc = faults.start_job(settings, job, work / "job.log")
     summary = work / "produce.json"
+    timing = []
+    if args.sim_rate:  # simulated time ends about now, so no event is in the future
+        speedup = args.rate / args.sim_rate
+        timing = ["--sim-rate", str(args.sim_rate),
+                  "--start-time", str(int((time.time() - args.minutes * 60 * speedup * 1.2) * 1000))]
     producer = subprocess.Popen(
         [sys.executable, "-m", "pipeline", "produce", "--topic", job.source_topic, "--rate", str(args.rate),
          "--duration", str(int(args.minutes * 60)), "--users", "1000000", "--backend", "confluent", "--quiet",
-         "--summary-json", str(summary)], cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        start_new_session=True)
+         "--summary-json", str(summary), *timing], cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, start_new_session=True)
+    maintainer = None
+    if args.maintenance:
+        with open(work / "maintain.log", "ab") as out:
+            maintainer = subprocess.Popen(
+                [sys.executable, "-m", "pipeline", "--warehouse", settings.paimon_warehouse, "lake", "maintain",
+                 "--interval", str(args.maintain_interval), "--no-restate"], cwd=PROJECT_ROOT, stdout=out,
+                stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, **settings.to_env()})
     samples: list[dict] = []
     job_id = None
+    cpu = CpuMeter(job_proc.pid, maintainer.pid if maintainer else None, settings)
     try:
         started = time.monotonic()
         while producer.poll() is None:
@@ -109,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
                       "files": files,
                       "snapshots": snapshots}
             samples.append(sample)
+            cpu.sample(sample["t_s"])
             print("  t={t_s:>5}s  job RSS {job_rss_mib:7.0f} MiB  producer RSS {producer_rss_mib:5.0f} MiB  "
                   "lag {lag:>8}  checkpoints {checkpoints:>4}  data files {files:>5}  snapshots {snapshots:>4}"
                   .format(**sample), flush=True)
@@ -122,10 +154,16 @@ def main(argv: list[str] | None = None) -> int:
             rows = lake_count(settings)
         final_lag = group_lag(base, job.source_topic, job.group_id)
         end_rss = faults.tree_rss_bytes(job_proc.pid) / MIB
+        cpu.sample(round(time.monotonic() - started))
+        if maintainer is not None:  # one more pass over the slots that closed at the end
+            time.sleep(args.maintain_interval * 1.5)
     finally:
         if producer.poll() is None:
             producer.kill()
         job_proc.kill9()
+        if maintainer is not None and maintainer.poll() is None:
+            os.killpg(maintainer.pid, signal.SIGTERM)
+            maintainer.wait(60)
     durations = checkpoint_durations(job_id, faults.flink_log_dir(job_proc.log))
     # warm-up ends with the first Paimon snapshot (first checkpoint): before it the JVM is still starting
     committed = [s for s in samples if s["snapshots"] > 0] or samples[-1:]
@@ -143,8 +181,89 @@ def main(argv: list[str] | None = None) -> int:
               f"{statistics.median(durations):.0f} max {max(durations)}")
     print(f"Paimon: {files} data files, {snapshots} snapshots in lake.user_actions")
     ok = rows == acked and acked > 0 and growth <= args.rss_bound
+    layout = lake_layout(settings)
+    costs = cpu.per_event(samples)
+    print(f"closed slots: {layout['closed_slots']}, {layout['closed_files']} files, average "
+          f"{layout['closed_avg_file_mb']:.2f} MB, at most {layout['closed_max_files_per_bucket']} per bucket")
+    print(f"CPU per event (steady part): job {costs['job_us']:.1f} us, maintenance {costs['maintenance_us']:.1f} us")
+    print(f"queries: full scan of the closed slots {layout['full_scan_s']:.2f} s ({layout['full_scan_rows']:,} rows), "
+          f"one user {layout['one_user_s']:.3f} s")
+    if args.result_json:
+        args.result_json.write_text(json.dumps({
+            "maintenance": args.maintenance, "minutes": args.minutes, "rate": args.rate, "sim_rate": args.sim_rate,
+            "acked": acked, "rows": rows, "files": files, "snapshots": snapshots, "ok": ok,
+            "max_snapshots": max((s["snapshots"] for s in samples), default=0),
+            "job_rss_end_mib": end_rss, **costs, **layout}, indent=2))
     print("soak: OK" if ok else "soak: FAILED")
     return 0 if ok else 1
+
+
+class CpuMeter:
+    """CPU seconds of the job's process tree and of the maintenance's, sampled with the lake's row count."""
+
+    def __init__(self, job_pid: int, maintenance_pid: int | None, settings: Settings) -> None:
+        self.pids = (job_pid, maintenance_pid)
+        self.settings = settings
+        self.points: list[tuple[int, float, float, int]] = []  # (t_s, job cpu s, maintenance cpu s, lake rows)
+
+    def sample(self, t_s: int) -> None:
+        job, maint = (tree_cpu_seconds(p) if p else 0.0 for p in self.pids)
+        self.points.append((t_s, job, maint, lake_count(self.settings)))
+
+    def per_event(self, samples: list[dict]) -> dict:
+        """Microseconds per lake event from the first sample after warm-up (first snapshot) to the last."""
+        warm = next((i for i, s in enumerate(samples) if s["snapshots"] > 0), 0)
+        points = self.points[warm:] if len(self.points) > warm + 1 else self.points
+        if len(points) < 2 or points[-1][3] <= points[0][3]:
+            return {"job_us": 0.0, "maintenance_us": 0.0, "steady_events": 0}
+        events = points[-1][3] - points[0][3]
+        return {"job_us": (points[-1][1] - points[0][1]) * 1e6 / events,
+                "maintenance_us": (points[-1][2] - points[0][2]) * 1e6 / events, "steady_events": events}
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its live descendants (/proc), 0 for what is gone."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for p in [pid, *faults.descendants(pid)]:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return total
+
+
+def lake_layout(settings: Settings) -> dict:
+    """Closed 2-hour slots' files, and a full scan of them and a one-user query, timed (pypaimon)."""
+    from datetime import date
+
+    from lakehouse import queries
+    from lakehouse.catalog import open_table
+    from lakehouse.health import table_health
+
+    table = open_table(settings, "user_actions")
+    closed = [p for p in table_health(table).partitions if p.closed]
+    files = sum(p.files for p in closed)
+    out = {"closed_slots": len(closed), "closed_files": files,
+           "closed_avg_file_mb": sum(p.bytes for p in closed) / files / MIB if files else 0.0,
+           "closed_max_files_per_bucket": max((p.max_files_per_bucket for p in closed), default=0),
+           "full_scan_s": 0.0, "full_scan_rows": 0, "one_user_s": 0.0}
+    if not closed:
+        return out
+    slots = {tuple(p.values) for p in closed}
+    t0 = time.perf_counter()
+    splits = [s for s in queries.plan(table) if tuple(s.partition.values) in slots]
+    rows = queries.read(table, splits, columns=["user_id", "action_type", "timestamp"])
+    out["full_scan_s"], out["full_scan_rows"] = time.perf_counter() - t0, rows.num_rows
+    first, last = date.fromisoformat(min(s[0] for s in slots)), date.fromisoformat(max(s[0] for s in slots))
+    times = []
+    for _ in range(3):  # user 1: the most active user of the Zipf generator
+        t0 = time.perf_counter()
+        queries.user_events(table, 1, first, last)
+        times.append(time.perf_counter() - t0)
+    out["one_user_s"] = statistics.median(times)
+    return out
 
 
 if __name__ == "__main__":
