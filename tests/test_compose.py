@@ -16,7 +16,7 @@ SERVICES = COMPOSE["services"]
 
 def test_compose_is_a_mapping_of_the_expected_services() -> None:
     expected = {"kafka", "minio", "minio-init", "jobmanager", "taskmanager", "job-submitter", "clickhouse",
-                "grafana", "producer"}
+                "grafana", "producer", "lake-maintenance"}
     assert expected <= set(SERVICES)
 
 
@@ -73,6 +73,9 @@ def test_app_commands_parse_with_the_real_cli() -> None:
     parser = build_parser()
     for name in ("producer", "dashboard"):
         parser.parse_args(SERVICES[name]["command"])
+    maintain = SERVICES["lake-maintenance"]["command"]
+    assert maintain[:3] == ["python", "-m", "pipeline"]
+    parser.parse_args(maintain[3:])
 
 
 def test_job_submitter_runs_the_job_file_that_exists() -> None:
