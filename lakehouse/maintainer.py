@@ -97,7 +97,7 @@ class Maintainer:
         self.policy = policy or MaintenancePolicy()
         self.clickhouse = clickhouse  # None: restatement off (no ClickHouse this process may use)
         self._flink = flink  # a running batch Flink runtime to share, else started on first use
-        self._last_orphans = 0.0
+        self._last_orphans: float | None = None  # monotonic time of the last orphan cleanup
 
     @property
     def flink(self) -> Maintenance:
@@ -126,7 +126,8 @@ class Maintainer:
             if days > 0:
                 self._step(report, f"expire partitions of {table}",
                            lambda t=table, d=days: self._expire_partitions(report, t, d))
-        if p.orphan_age_hours > 0 and time.monotonic() - self._last_orphans >= p.orphan_every_s:
+        if p.orphan_age_hours > 0 and (self._last_orphans is None
+                                       or time.monotonic() - self._last_orphans >= p.orphan_every_s):
             self._last_orphans = time.monotonic()
             for table in (USER_ACTIONS.name, USER_ACTIONS_REJECTED.name):
                 self._step(report, f"remove orphan files of {table}", lambda t=table: self._orphans(report, t))

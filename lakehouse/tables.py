@@ -68,7 +68,14 @@ class TableDef:
 
 # Streaming-write options (Paimon's own): Parquet files, 128 fixed buckets hashed on user_id,
 # compaction of small files triggered by file count, snapshots kept for an hour so readers and
-# time travel have a window while metadata stays small. Parquet dictionary encoding only for action_type:
+# time travel have a window while metadata stays small.
+# Compaction is split by slot: the writer compacts the open 2-hour slot inline (compaction.min.file-num:
+# five small files in a bucket are merged), and `pipeline lake maintain` (lakehouse/maintainer.py) fully
+# compacts each slot once it is closed, which the writer touches only for late events: the two compact the
+# same bucket only if late events bring one to five files during that pass.
+# Not `write-only` + Paimon's dedicated compaction job: that is a second always-on Flink job on the box
+# and a second committer on the open slot (README "Lake maintenance", with the measured figures).
+# Parquet dictionary encoding only for action_type:
 # the other columns are (nearly) unique per row, and dictionary-encoding them was two thirds of the
 # writers' CPU when profiled, for nothing (zstd compresses them anyway).
 RAW_OPTIONS = {
