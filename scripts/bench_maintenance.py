@@ -10,6 +10,10 @@ event, and a full scan of the closed slots and a one-user query timed on the tab
 Targets (issue #15): at most 2 files per bucket in closed slots with maintenance, snapshots bounded by the
 retention, the job's CPU per event within 10 % of the run without, the full scan at least 3x faster.
 Run it on a quiet box: the load average is printed first.
+
+    .venv/bin/python -m scripts.bench_maintenance --compact-after /tmp/bench-maintenance-x/off/wh
+
+compares the same table before and after a full compaction of its closed slots (the query times only).
 """
 
 from __future__ import annotations
@@ -53,7 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint-interval", default="60 s", help="the job's (default: 60 s, its production default)")
     p.add_argument("--only", choices=("off", "on"), help="run one side only")
     p.add_argument("--work-dir", type=Path, help="keep the runs here (default: a temporary directory)")
+    p.add_argument("--compact-after", type=Path, metavar="WAREHOUSE",
+                   help="instead: time the queries on this warehouse, compact its closed slots, time them again")
     args = p.parse_args(argv)
+    if args.compact_after:
+        return compare_compaction(args.compact_after)
 
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs",
           flush=True)
@@ -83,6 +91,34 @@ def main(argv: list[str] | None = None) -> int:
     (work / "results.json").write_text(json.dumps(results, indent=2))
     print(f"\nresults: {work / 'results.json'}")
     return 0 if all(r.get("ok") for r in results.values()) and results else 1
+
+
+def compare_compaction(warehouse: Path) -> int:
+    """The closed slots' layout and query times of one table, before and after a full compaction of them."""
+    from dataclasses import replace
+
+    from base.config import Settings
+    from lakehouse.catalog import open_table
+    from lakehouse.health import table_health
+    from lakehouse.maintenance import Maintenance
+    from scripts.soak import lake_layout
+
+    settings = replace(Settings.from_env(), paimon_warehouse=warehouse.resolve().as_uri())
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
+    lake_layout(settings)  # a first read warms the page cache: both timed reads then start warm
+    before = lake_layout(settings)
+    closed = [p for p in table_health(open_table(settings, "user_actions")).partitions if p.closed]
+    Maintenance(settings).compact("user_actions", [p.spec for p in closed], full=True)
+    lake_layout(settings)
+    after = lake_layout(settings)
+    print(f"\n{'':<36} {'as written':>14} {'compacted':>14} {'ratio':>8}")
+    for label, key, fmt, _ in ROWS:
+        if key in before:
+            b, a = before[key], after[key]
+            ratio = f"{b / a:.2f}x" if key.endswith("_s") and a else ""
+            print(f"{label:<36} {fmt.format(b):>14} {fmt.format(a):>14} {ratio:>8}")
+    print("(ratio: how many times faster on the compacted table)")
+    return 0
 
 
 if __name__ == "__main__":
