@@ -42,6 +42,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--s3", action="store_true", help="keep the Paimon warehouse on the local S3 server")
     p.add_argument("--flink-cluster", action="store_true",
                    help="start a standalone Flink cluster and submit with `flink run` (web UI on FLINK_REST_PORT)")
+    p.add_argument("--no-maintenance", action="store_true",
+                   help="do not run the lake maintenance (compaction of closed slots, snapshot expiry, orphan "
+                        "cleanup, restatement) in the ClickHouse service")
     p.add_argument("--drain-timeout", type=float, default=240.0, metavar="SECONDS",
                    help="how long to wait for the job to write every produced event (default: 240)")
     p.add_argument("--summary-json", metavar="PATH", help="also write the summary as JSON here")
@@ -134,10 +137,14 @@ class Demo:
             s3.ensure_bucket(self.settings)
 
         if not service_process.healthy(self.settings):
-            self.say(service_process.start(self.settings))
+            self.say(service_process.start(self.settings, self.maintenance_args()))
             self.stop_order.append(("clickhouse service", lambda: service_process.stop(self.settings)))
+            if not self.args.no_maintenance:
+                self.say(f"lake maintenance: in the clickhouse service, every {self.maintenance_interval():.0f} s "
+                         "(compacts closed slots, expires snapshots, removes orphans, restates ClickHouse)")
         else:
-            self.say(f"clickhouse service: using the one on {service_process.url(self.settings)}")
+            self.say(f"clickhouse service: using the one on {service_process.url(self.settings)} "
+                     "(lake maintenance only if it was started with it)")
 
         from flink_job import launcher
         from flink_job.job_config import JobConfig
@@ -170,6 +177,15 @@ class Demo:
         self.stop_order.append(("producer", self.stop_producer))
         self.say(f"producer started (pid {pid}) at {self.args.rate:,} events/s; log {self.producer.log_file}")
         self.print_where_to_look(service_process.url(self.settings))
+
+    def maintenance_interval(self) -> float:
+        # Simulated time runs `speedup` times faster: a 2-hour slot closes every 7200/speedup seconds.
+        return 300.0 if self.speedup <= 1.0 else max(10.0, min(300.0, 7200.0 / self.speedup / 2))
+
+    def maintenance_args(self) -> list[str]:
+        if self.args.no_maintenance:
+            return []
+        return ["--with", f"lake-maintenance --interval {self.maintenance_interval():.0f}"]
 
     def print_where_to_look(self, dashboard: str) -> None:
         s = self.settings
