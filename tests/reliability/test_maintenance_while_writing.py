@@ -78,9 +78,14 @@ def test_maintenance_while_the_job_writes_loses_and_duplicates_nothing(services,
         sender.start()
         maintainer = Maintainer(settings, MaintenancePolicy(restate=False, snapshot_retain_max=5, snapshot_retain_min=1,
                                                             snapshot_retain_hours=0, orphan_age_hours=0))
-        first = maintainer.tick()
+        passes = [maintainer.tick()]
         sender.join()
-        assert first.errors == [] and first.compacted == [slot.label], first
+        # The late events may take a bucket of the slot to five files, so that the writer compacts it too and
+        # Paimon refuses the pass's commit: the writer wins and the next pass compacts the slot (README).
+        while slot.label not in passes[-1].compacted and len(passes) < 3:
+            passes.append(maintainer.tick())
+        assert [p.compacted for p in passes] == [[]] * (len(passes) - 1) + [[slot.label]], passes
+        assert all(e.startswith(f"compact {slot.label}: ") for p in passes for e in p.errors), passes
         total = len(closed) + len(front) + len(open_slot) + len(late)
         wait_for(lambda: exact_raw_counts(settings)[0] >= total or not running.alive(), 240, "every event in the lake",
                  every=2)
