@@ -44,10 +44,10 @@ class Description:
                f"partitions   {self.partitions.num_rows}",
                f"files        {self.files}",
                f"rows         {self.rows}",
-               f"total size   {_human(self.bytes)}",
-               f"avg file     {_human(self.bytes // self.files) if self.files else '-'}"
-               f" (target {_human(self.target_file_size)})",
-               f"small files  {self.small_files} of {self.files} under {_human(self.target_file_size // 4)}"
+               f"total size   {human_bytes(self.bytes)}",
+               f"avg file     {human_bytes(self.bytes // self.files) if self.files else '-'}"
+               f" (target {human_bytes(self.target_file_size)})",
+               f"small files  {self.small_files} of {self.files} under {human_bytes(self.target_file_size // 4)}"
                + (" - consider `lake compact`" if self.files and self.small_files * 2 > self.files else ""),
                "file sizes"]
         width = max((len(label) for label, _ in self.size_histogram), default=0)
@@ -97,13 +97,13 @@ def _histogram(sizes: list[int], target: int) -> list[tuple[str, int]]:
     edges = [e * MB for e in SIZE_CLASSES_MB if e * MB < target] + [target]
     labels, low = [], 0
     for edge in edges:
-        labels.append((f"{_human(low)}-{_human(edge)}", low, edge))
+        labels.append((f"{human_bytes(low)}-{human_bytes(edge)}", low, edge))
         low = edge
-    labels.append((f">= {_human(target)}", target, None))
+    labels.append((f">= {human_bytes(target)}", target, None))
     return [(label, sum(1 for s in sizes if s >= lo and (hi is None or s < hi))) for label, lo, hi in labels]
 
 
-def _human(n: int) -> str:
+def human_bytes(n: int) -> str:
     value = float(n)
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if value < 1024 or unit == "TB":

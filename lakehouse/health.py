@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from lakehouse import queries
+from lakehouse.describe import human_bytes
 
 if TYPE_CHECKING:
     from pypaimon.table.file_store_table import FileStoreTable
@@ -81,7 +82,7 @@ class TableHealth:
         out = [f"  {'partition':<36} {'rows':>10} {'files':>6} {'avg file':>10} {'max/bucket':>10}  state"]
         for p in self.partitions:
             state = ("compacted" if p.compacted else "NOT COMPACTED") if p.closed else "open"
-            out.append(f"  {p.label:<36} {p.rows:>10} {p.files:>6} {_human(p.avg_file_bytes):>10} "
+            out.append(f"  {p.label:<36} {p.rows:>10} {p.files:>6} {human_bytes(p.avg_file_bytes):>10} "
                        f"{p.max_files_per_bucket:>10}  {state}")
         for p in self.closed_uncompacted:
             out.append(f"WARNING closed partition {p.label} has up to {p.max_files_per_bucket} files per bucket: "
@@ -147,9 +148,3 @@ def _max_times(table: FileStoreTable) -> dict[str, int]:
         if isinstance(value, int):
             times[f.file_name] = value
     return times
-
-
-def _human(n: int) -> str:
-    from lakehouse.describe import _human as human
-
-    return human(n)

@@ -240,13 +240,9 @@ def _peak_rss_mb(jvm: Path | None) -> float:
 
 def _cpu_seconds(jvm: Path | None) -> float:
     """User + system CPU of the JVM so far: per event, the cost figure that other load on the box hardly skews."""
-    if jvm is None:
-        return 0.0
-    try:
-        stat = (jvm / "stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+    from scripts.faults import cpu_seconds
+
+    return cpu_seconds(int(jvm.name)) if jvm is not None else 0.0
 
 
 def child(kind: str, settings: Settings, job: JobConfig, conf: list[str], one_cpu: bool = False) -> dict:

@@ -105,6 +105,20 @@ def tree_rss_bytes(pid: int) -> int:
     return sum(rss_bytes(p) for p in descendants(pid) + [pid])
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of one process so far (/proc/<pid>/stat), 0 if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime, in clock ticks
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU of a process and its live descendants (the job driver plus its JVM)."""
+    return sum(cpu_seconds(p) for p in descendants(pid) + [pid])
+
+
 def descendants(pid: int) -> list[int]:
     children: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):

@@ -207,7 +207,7 @@ class CpuMeter:
         self.points: list[tuple[int, float, float, int]] = []  # (t_s, job cpu s, maintenance cpu s, lake rows)
 
     def sample(self, t_s: int) -> None:
-        job, maint = (tree_cpu_seconds(p) if p else 0.0 for p in self.pids)
+        job, maint = (faults.tree_cpu_seconds(p) if p else 0.0 for p in self.pids)
         self.points.append((t_s, job, maint, lake_count(self.settings)))
 
     def per_event(self, samples: list[dict]) -> dict:
@@ -219,19 +219,6 @@ class CpuMeter:
         events = points[-1][3] - points[0][3]
         return {"job_us": (points[-1][1] - points[0][1]) * 1e6 / events,
                 "maintenance_us": (points[-1][2] - points[0][2]) * 1e6 / events, "steady_events": events}
-
-
-def tree_cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and its live descendants (/proc), 0 for what is gone."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for p in [pid, *faults.descendants(pid)]:
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
-    return total
 
 
 def lake_layout(settings: Settings) -> dict:
