@@ -25,6 +25,7 @@ from local_services import kafka
 from local_services.process import ManagedProcess
 
 STATUS_EVERY_S = 5.0
+LOADER_DRAIN_TIMEOUT_S = 120.0  # at drain, the longest wait for the ClickHouse loader to load the last aggregates
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -61,6 +62,8 @@ class Summary:
     freshness_s: float | None = None
     speedup: float = 1.0
     drained: bool = False
+    # Aggregate records not loaded into ClickHouse at the end: 0 = all; -1 = not known; None = no loader to wait for.
+    aggregates_left: int | None = None
 
     @property
     def balanced(self) -> bool:
@@ -79,6 +82,9 @@ class Summary:
             ("new rejected rows in Paimon", f"{self.rejected_rows:,}"),
             ("produced = raw + rejected", "yes" if self.balanced else "NO"),
             *((f"analytics.{table}", f"{n:,} rows") for table, n in self.aggregate_rows.items()),
+            *([("aggregates loaded into ClickHouse", "yes" if self.aggregates_left == 0 else "NO" + (
+                f" ({self.aggregates_left:,} records left)" if self.aggregates_left > 0 else ""))]
+              if self.aggregates_left is not None else []),
         ]
         if self.freshness_s is not None and self.speedup == 1.0:
             rows.append(("freshness of 5-minute aggregates", f"{self.freshness_s:.1f} s (now - latest window_end)"))
@@ -151,7 +157,7 @@ class Demo:
 
         # Baseline for the invariant: whatever the job has not consumed yet (an earlier run's backlog)
         # plus what this run produces must all arrive in the lake.
-        self.backlog = kafka.group_lag(self.settings, RAW_TOPIC, JobConfig().group_id)
+        self.backlog = _group_lag_when_ready(self.settings, RAW_TOPIC, JobConfig().group_id)
         self.lake_counts_before = paimon_counts(self.settings)
         if self.backlog:
             self.say(f"the job has {self.backlog:,} earlier events to catch up on first")
@@ -276,11 +282,50 @@ class Demo:
                 self.say("drain timed out: the job did not write every event in time; see its log")
                 break
             time.sleep(2)
-        time.sleep(3)  # let the loader pick up the last aggregate rows
+        summary.aggregates_left = self.wait_for_loader()
         status = service_process.fetch_status(self.settings) or {}
         summary.aggregate_rows = _aggregate_rows(status)
         summary.freshness_s = _realtime_freshness(status)
         return summary
+
+    def wait_for_loader(self) -> int | None:
+        """Until the ClickHouse loader has inserted (and committed) every aggregate record in Kafka, i.e. every
+        window the job has closed by now, so the summary and ClickHouse are complete up to the job's watermark.
+        Returns 0 when caught up; at the timeout the records still not loaded (-1 if not known); None without a
+        loader."""
+        from clickhouse import service_process
+        from clickhouse.loader import DEFAULT_GROUP
+
+        loader = (service_process.fetch_status(self.settings) or {}).get("loader") or {}
+        if not loader.get("running"):
+            self.say("clickhouse: no loader runs in the service; not waiting for the aggregates")
+            return None
+        group = loader.get("group_id") or DEFAULT_GROUP
+        self.say(f"draining: waiting for the clickhouse loader (group {group}) to load every aggregate record")
+        deadline = time.monotonic() + LOADER_DRAIN_TIMEOUT_S
+        last_written, left, problem = -1, None, ""
+        while True:
+            try:
+                written = sum(kafka.end_offsets(self.settings, t) for t in AGGREGATE_TOPICS)
+                left = sum(kafka.group_lag(self.settings, t, group) for t in AGGREGATE_TOPICS)
+                problem = ""
+            except Exception as exc:  # a broker hiccup: look again within the same deadline
+                written, left, problem = -1, None, f" ({exc})"
+            # Caught up, and the job wrote nothing since the last look: a window it fired a moment ago (its
+            # watermark is periodic) is not missed.
+            if left == 0 and written == last_written:
+                self.say(f"clickhouse: the loader has loaded all {written:,} aggregate records in Kafka")
+                return 0
+            if time.monotonic() > deadline:
+                why = ("the aggregate topics were still being written" if left == 0 else
+                       f"the loader still had {left if left is not None else 'an unknown number of'} aggregate "
+                       "records to load")
+                log = service_process.process(self.settings).log_file
+                self.say(f"clickhouse: gave up after {LOADER_DRAIN_TIMEOUT_S:.0f} s: {why}{problem}; the newest "
+                         f"windows may be incomplete in ClickHouse; see {log}")
+                return left or -1  # -1: not known to be caught up
+            last_written = written
+            time.sleep(1)
 
     def stop_all(self) -> None:
         for label, stop in reversed(self.stop_order):
@@ -289,6 +334,23 @@ class Demo:
             except Exception as exc:
                 self.say(f"stopping {label} failed: {exc}")
         self.stop_order.clear()
+
+
+def _group_lag_when_ready(settings: Settings, topic: str, group: str, timeout: float = 60.0) -> int:
+    """kafka.group_lag, asked again while the broker has no group coordinator yet: one this demo has just
+    started answers NOT_COORDINATOR until its offsets topic is ready."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    not_ready = (KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_NOT_AVAILABLE,
+                 KafkaError.COORDINATOR_LOAD_IN_PROGRESS)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return kafka.group_lag(settings, topic, group)
+        except KafkaException as exc:
+            if exc.args[0].code() not in not_ready or time.monotonic() > deadline:
+                raise
+            time.sleep(1)
 
 
 def _aggregate_rows(status: dict) -> dict[str, int]:

@@ -24,3 +24,14 @@ def test_summary_values_line_up_and_state_the_balance() -> None:
     short = Summary(produced=10, raw_rows=9, rejected_rows=0, drained=True)
     assert [line.split()[-1] for line in short.lines() if "produced = raw + rejected" in line] == ["NO"]
     assert not short.ok
+
+
+def test_summary_says_whether_clickhouse_has_every_aggregate() -> None:
+    def loaded(left: int | None) -> list[str]:
+        return [line.split("ClickHouse", 1)[1].strip() for line in Summary(aggregates_left=left).lines()
+                if "aggregates loaded into ClickHouse" in line]
+
+    assert loaded(0) == ["yes"]
+    assert loaded(1_234) == ["NO (1,234 records left)"]
+    assert loaded(-1) == ["NO"]  # not known to be caught up (the broker did not answer)
+    assert loaded(None) == []  # no loader in the service: nothing was waited for
