@@ -39,7 +39,8 @@ SETTINGS_VARIABLES: tuple[Variable, ...] = (
     Variable("DATA_DIR", "data_dir", "where local services keep data, logs and PID files (default: ./.data in the "
              "project)", lambda _: PROJECT_ROOT / ".data"),
     Variable("KAFKA_BOOTSTRAP", "kafka_bootstrap", "Kafka bootstrap servers, host:port[,host:port] "
-             "(default: 127.0.0.1:9092)", "127.0.0.1:9092"),
+             "(default: 127.0.0.1:9092); `services start` runs one local broker per address listed",
+             "127.0.0.1:9092"),
     Variable("KAFKA_PARTITIONS", "kafka_partitions", "partitions of user_actions_topic and the aggregate topics "
              "(default: 6)", 6),
     Variable("KAFKA_REPLICATION", "kafka_replication", "replication factor of created topics (default: 1)", 1),
@@ -206,7 +207,18 @@ class Settings:
 
     @property
     def kafka_port(self) -> int:
-        return int(self.kafka_bootstrap.split(",")[0].rpartition(":")[2])
+        return self.kafka_ports[0]
+
+    @property
+    def kafka_topic_config(self) -> dict[str, str]:
+        """Config of every topic the project creates: with replication, an acks=all write needs 2 in-sync copies
+        (RF 3 survives one broker down without refusing writes; RF 2 keeps writing on 1)."""
+        return {"min.insync.replicas": str(min(2, max(1, self.kafka_replication - 1)))}
+
+    @property
+    def kafka_ports(self) -> list[int]:
+        """The port of each address in KAFKA_BOOTSTRAP: the local Kafka runs one broker on each."""
+        return [int(server.strip().rpartition(":")[2]) for server in self.kafka_bootstrap.split(",")]
 
     @property
     def clickhouse_dsn(self) -> str:

@@ -1,9 +1,16 @@
-"""A single-node KRaft Kafka 4.x broker run with ``java -cp`` from the Maven jars, plus topic creation."""
+"""Local KRaft Kafka 4.x brokers run with ``java -cp`` from the Maven jars, plus topic creation.
+
+One broker per address in KAFKA_BOOTSTRAP: one by default, or e.g. three (127.0.0.1:9092,9094,9096) with
+KAFKA_REPLICATION=3 for a cluster that keeps every acknowledged record when one broker dies. Each node is broker
+and controller in one process (combined mode), with its own port, controller port (+1) and data directory.
+"""
 
 from __future__ import annotations
 
 import base64
+import subprocess
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from base.config import Settings
@@ -37,17 +44,52 @@ logger.apache.level = WARN
 """
 
 
-def process(settings: Settings) -> ManagedProcess:
-    return ManagedProcess("kafka", settings.run_dir, settings.logs_dir)
+@dataclass(frozen=True)
+class Broker:
+    """One local KRaft node (broker and controller in one process): node ids 1..N in KAFKA_BOOTSTRAP order."""
+
+    node_id: int
+    port: int  # client listener; the controller listener is port + 1
+
+    @property
+    def controller_port(self) -> int:
+        return self.port + CONTROLLER_PORT_OFFSET
+
+    @property
+    def name(self) -> str:  # PID file, log file and data directory; the first keeps the single-broker names
+        return "kafka" if self.node_id == 1 else f"kafka-{self.node_id}"
 
 
-def _server_properties(settings: Settings, log_dir: Path) -> str:
-    port = settings.kafka_port
-    controller = port + CONTROLLER_PORT_OFFSET
+def brokers(settings: Settings) -> list[Broker]:
+    """One broker per address in KAFKA_BOOTSTRAP (127.0.0.1:9092 alone by default; list three for a cluster)."""
+    found = [Broker(i, port) for i, port in enumerate(settings.kafka_ports, start=1)]
+    taken = sorted(p for b in found for p in (b.port, b.controller_port))
+    if len(set(taken)) != len(taken):
+        raise UserError(f"KAFKA_BOOTSTRAP: each local broker also takes its port + 1 (controller), so the ports of "
+                        f"{settings.kafka_bootstrap} must be at least 2 apart (e.g. 9092,9094,9096)")
+    return found
+
+
+def process(settings: Settings, node_id: int = 1) -> ManagedProcess:
+    return ManagedProcess(Broker(node_id, 0).name, settings.run_dir, settings.logs_dir)
+
+
+def _home(settings: Settings, broker: Broker) -> Path:
+    return settings.data_dir / broker.name
+
+
+def _server_properties(settings: Settings, broker: Broker, cluster: list[Broker], log_dir: Path) -> str:
+    port, controller = broker.port, broker.controller_port
+    if len(cluster) == 1:  # a dynamic quorum of one, formatted --standalone
+        quorum = f"controller.quorum.bootstrap.servers=127.0.0.1:{controller}"
+    else:  # a static quorum: every node votes, a majority (2 of 3) keeps the cluster's metadata writable
+        quorum = "controller.quorum.voters=" + ",".join(f"{b.node_id}@127.0.0.1:{b.controller_port}" for b in cluster)
+    # Internal topics (consumer offsets, transactions) replicated like the project's own topics, up to 3 copies.
+    copies = min(3, len(cluster))
     return f"""\
 process.roles=broker,controller
-node.id=1
-controller.quorum.bootstrap.servers=127.0.0.1:{controller}
+node.id={broker.node_id}
+{quorum}
 listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}
 advertised.listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}
 controller.listener.names=CONTROLLER
@@ -55,12 +97,15 @@ inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
 log.dirs={log_dir}
 num.partitions={settings.kafka_partitions}
+default.replication.factor={min(settings.kafka_replication, len(cluster))}
 auto.create.topics.enable=false
-offsets.topic.replication.factor=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
+offsets.topic.replication.factor={copies}
+transaction.state.log.replication.factor={copies}
+transaction.state.log.min.isr={min(2, copies)}
+share.coordinator.state.topic.replication.factor={copies}
+share.coordinator.state.topic.min.isr={min(2, copies)}
+# A replica that missed writes never becomes leader: no acknowledged record is lost when a leader dies.
+unclean.leader.election.enable=false
 group.initial.rebalance.delay.ms=0
 # Room for the malformed-record catalogue's oversized records (near the broker limit).
 message.max.bytes=1048588
@@ -68,55 +113,123 @@ log.retention.hours=168
 """
 
 
-def healthy(settings: Settings, timeout: float = 2.0) -> bool:
-    if not port_open("127.0.0.1", settings.kafka_port):
+def _answers(port: int, settings: Settings, timeout: float = 2.0) -> bool:
+    """The broker on ``port`` answers a metadata request by itself (it has joined the cluster)."""
+    if not port_open("127.0.0.1", port):
         return False
     from confluent_kafka.admin import AdminClient
 
     try:
-        AdminClient(settings.kafka_client_config()).list_topics(timeout=timeout)
+        # log_level 0: a probe while another broker is down should not print librdkafka's connect errors
+        config = {**settings.kafka_client_config(), "bootstrap.servers": f"127.0.0.1:{port}", "log_level": 0}
+        AdminClient(config).list_topics(timeout=timeout)
         return True
     except Exception:
         return False
 
 
+def healthy(settings: Settings, timeout: float = 2.0) -> bool:
+    """Every broker listed in KAFKA_BOOTSTRAP answers."""
+    return all(_answers(port, settings, timeout) for port in settings.kafka_ports)
+
+
 def start(settings: Settings, timeout: float = 90.0) -> str:
-    """Start the broker unless one already answers; returns a one-line status."""
-    proc = process(settings)
-    if proc.pid() is not None and healthy(settings):
-        return f"kafka already running (pid {proc.pid()}) on {settings.kafka_bootstrap}"
+    """Start the local brokers (one per KAFKA_BOOTSTRAP address) unless they already answer; one status line."""
+    cluster = brokers(settings)
+    procs = {b.node_id: process(settings, b.node_id) for b in cluster}
     if healthy(settings):
+        pids = [procs[b.node_id].pid() for b in cluster]
+        if all(pids):
+            return f"kafka already running (pid {', '.join(map(str, pids))}) on {settings.kafka_bootstrap}"
         return f"kafka: using the broker already answering on {settings.kafka_bootstrap}"
     java = require_java()
     jars = settings.jars_dir / "kafka"
     require_jars(jars, "Kafka")
-    require_port_free("kafka", settings.kafka_port)
-    require_port_free("kafka controller", settings.kafka_port + CONTROLLER_PORT_OFFSET)
+    down = [b for b in cluster if procs[b.node_id].pid() is None or not _answers(b.port, settings)]
+    for b in down:
+        if procs[b.node_id].pid() is None:
+            require_port_free("kafka", b.port)
+            require_port_free("kafka controller", b.controller_port)
+    _check_formatted_shape(settings, cluster)
+    cluster_id = _cluster_id(settings, cluster)
+    started = []
+    for b in down:
+        if procs[b.node_id].pid() is None:
+            started.append(_start_broker(settings, b, cluster, cluster_id, java, jars))
+    # All at once, then wait: a static quorum elects a controller only once a majority of nodes runs.
+    for b in cluster:
+        wait_until(lambda b=b: _answers(b.port, settings), timeout, f"kafka broker {b.node_id}", procs[b.node_id])
+    pids = ", ".join(str(procs[b.node_id].pid()) for b in cluster)
+    where = "; ".join(str(procs[b.node_id].log_file) for b in started) or "-"
+    return f"kafka started (pid {pids}) on {settings.kafka_bootstrap}; log {where}"
 
-    home = settings.data_dir / "kafka"
+
+def _shape(cluster: list[Broker]) -> str:
+    return ",".join(f"{b.node_id}@{b.port}" for b in cluster) + "\n"
+
+
+def _check_formatted_shape(settings: Settings, cluster: list[Broker]) -> None:
+    """A data directory formatted for another broker set (1 broker, then 3) cannot join it: say so plainly."""
+    marker = _home(settings, cluster[0]) / "brokers"
+    if marker.exists() and marker.read_text() != _shape(cluster):
+        raise UserError(
+            f"kafka: {settings.data_dir} holds a Kafka formatted for brokers {marker.read_text().strip()} "
+            f"(node@port), not {_shape(cluster).strip()}: use another DATA_DIR, or remove "
+            f"{settings.data_dir}/kafka* to start an empty cluster")
+    if not marker.exists() and (_home(settings, cluster[0]) / "log" / "meta.properties").exists() and len(cluster) > 1:
+        raise UserError(f"kafka: {settings.data_dir}/kafka holds a single-broker Kafka; use another DATA_DIR for "
+                        f"{len(cluster)} brokers, or remove {settings.data_dir}/kafka* to start an empty cluster")
+
+
+def _cluster_id(settings: Settings, cluster: list[Broker]) -> str:
+    """The cluster id every node of this broker set is formatted with (kept beside the first node's data)."""
+    home = _home(settings, cluster[0])
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / "cluster-id"
+    if not path.exists():
+        path.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
+        (home / "brokers").write_text(_shape(cluster))
+    return path.read_text().strip()
+
+
+def _start_broker(settings: Settings, broker: Broker, cluster: list[Broker], cluster_id: str, java: str,
+                  jars: Path) -> Broker:
+    home = _home(settings, broker)
     log_dir = home / "log"
     home.mkdir(parents=True, exist_ok=True)
     props = home / "server.properties"
-    props.write_text(_server_properties(settings, log_dir))
+    props.write_text(_server_properties(settings, broker, cluster, log_dir))
     log4j = home / "log4j2.properties"
     log4j.write_text(LOG4J2)
-    jvm = [java, "-Xms512m", "-Xmx1g", f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{jars}/*"]
-
+    # 1 GiB heap per broker: three brokers, two TaskManagers and ClickHouse fit this 24 GiB box together.
+    jvm = [java, "-Xms256m", "-Xmx1g", f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{jars}/*"]
     if not (log_dir / "meta.properties").exists():
-        import subprocess
-
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         fmt = subprocess.run(
-            [*jvm, "kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id, "-c", str(props)],
+            [*jvm, "kafka.tools.StorageTool", "format", *(["--standalone"] if len(cluster) == 1 else []),
+             "-t", cluster_id, "-c", str(props)],
             capture_output=True,
             text=True,
         )
         if fmt.returncode != 0:
             raise UserError(f"kafka: formatting {log_dir} failed: {fmt.stderr.strip() or fmt.stdout.strip()}")
+    process(settings, broker.node_id).start([*jvm, "kafka.Kafka", str(props)])
+    return broker
 
-    pid = proc.start([*jvm, "kafka.Kafka", str(props)])
-    wait_until(lambda: healthy(settings), timeout, "kafka", proc)
-    return f"kafka started (pid {pid}) on {settings.kafka_bootstrap}; log {proc.log_file}"
+
+def leaders(settings: Settings, topic: str) -> dict[int, int]:
+    """Partition -> node id of its leader, as the cluster reports it now (-1 while a partition has none)."""
+    from confluent_kafka.admin import AdminClient
+
+    meta = AdminClient({**settings.kafka_client_config(), "log_level": 0}).list_topics(topic, timeout=10).topics[topic]
+    return {p: part.leader for p, part in meta.partitions.items()}
+
+
+def in_sync_replicas(settings: Settings, topic: str) -> dict[int, list[int]]:
+    """Partition -> node ids of its in-sync replicas."""
+    from confluent_kafka.admin import AdminClient
+
+    meta = AdminClient({**settings.kafka_client_config(), "log_level": 0}).list_topics(topic, timeout=10).topics[topic]
+    return {p: list(part.isrs) for p, part in meta.partitions.items()}
 
 
 def delete_topics(settings: Settings, names: list[str]) -> None:
@@ -142,7 +255,8 @@ def ensure_topics(settings: Settings, topics: dict[str, int] | None = None) -> l
     except Exception as exc:
         raise UserError(f"kafka: cannot reach {settings.kafka_bootstrap} ({exc}); is it started?") from None
     new = [
-        NewTopic(name, num_partitions=parts, replication_factor=settings.kafka_replication)
+        NewTopic(name, num_partitions=parts, replication_factor=settings.kafka_replication,
+                 config=settings.kafka_topic_config)
         for name, parts in wanted.items()
         if name not in existing
     ]
@@ -158,11 +272,20 @@ def ensure_topics(settings: Settings, topics: dict[str, int] | None = None) -> l
 
 
 def stop(settings: Settings) -> str:
-    return stop_line("kafka", process(settings), timeout=60)
+    """Stop every local broker by its PID file (also ones a previous, longer KAFKA_BOOTSTRAP started)."""
+    nodes = {b.node_id for b in brokers(settings)}
+    nodes |= {int(n) for p in settings.run_dir.glob("kafka-*.pid") if (n := p.stem.split("-")[1]).isdigit()}
+    lines = [stop_line(process(settings, n).name, process(settings, n), timeout=60)
+             for n in sorted(nodes, reverse=True)]
+    return lines[-1] if len(lines) == 1 else "; ".join(lines)
 
 
 def status(settings: Settings) -> str:
-    return status_line("kafka", process(settings), healthy(settings), settings.kafka_bootstrap)
+    cluster = brokers(settings)
+    if len(cluster) == 1:
+        return status_line("kafka", process(settings), healthy(settings), settings.kafka_bootstrap)
+    return "; ".join(status_line(b.name, process(settings, b.node_id), _answers(b.port, settings),
+                                 f"127.0.0.1:{b.port}") for b in cluster)
 
 
 def end_offsets(settings: Settings, topic: str) -> int:

@@ -37,7 +37,8 @@ def ensure_topic(settings: Settings, topic: str, partitions: int, timeout_s: flo
         ) from None
     if topic in existing:
         return False
-    new = NewTopic(topic, num_partitions=partitions, replication_factor=settings.kafka_replication)
+    new = NewTopic(topic, num_partitions=partitions, replication_factor=settings.kafka_replication,
+                   config=settings.kafka_topic_config)
     try:
         admin.create_topics([new])[topic].result(timeout=30)
     except KafkaException as exc:
