@@ -103,12 +103,18 @@ def _job_args(p: argparse.ArgumentParser) -> None:
 
 def _cluster_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", choices=["start", "stop", "status"])
+    p.add_argument("--taskmanagers", type=int, default=1, metavar="N",
+                   help="start: TaskManagers (2 slots each; 8 GiB for one, 5 GiB each for more). With 2, a job "
+                        "whose TaskManager dies is restarted by Flink from its last checkpoint on the other")
 
 
 def _cluster_run(args: argparse.Namespace, settings: Settings) -> int:
     from local_services import flink_cluster
 
-    print(getattr(flink_cluster, args.action)(settings))
+    if args.action == "start":
+        print(flink_cluster.start(settings, taskmanagers=args.taskmanagers))
+    else:
+        print(getattr(flink_cluster, args.action)(settings))
     return 0
 
 
