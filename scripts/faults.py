@@ -214,3 +214,72 @@ def logged_checkpoints(job: JobProcess) -> list[LoggedCheckpoint]:
     return [LoggedCheckpoint(m.group(3), int(m.group(2)), int(m.group(4)),
                              datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp())
             for m in _COMPLETED.finditer(text)]
+
+
+def kill9(pid: int) -> None:
+    """SIGKILL a service we started (its PID leads its own process group): a crash, no clean shutdown."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+class LagClock:
+    """Samples about once a second how far a consumer group's committed offsets trail a topic's end offsets.
+
+    The Flink Kafka source commits its group's offsets when a checkpoint completes, so the committed offsets are
+    what the lake holds; the lag is the age of the oldest record written but not yet committed.
+    """
+
+    def __init__(self, settings: Settings, topic: str, group: str, every: float = 1.0) -> None:
+        import threading
+
+        self.settings, self.topic, self.group, self.every = settings, topic, group, every
+        self.samples: list[tuple[float, int, int]] = []  # (epoch s, end offsets, committed offsets)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> LagClock:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def _run(self) -> None:
+        from confluent_kafka import Consumer, TopicPartition
+
+        consumer = Consumer({**self.settings.kafka_client_config(), "group.id": self.group,
+                             "enable.auto.commit": False, "log_level": 0})
+        try:
+            while not self._stop.wait(self.every):
+                try:
+                    parts = consumer.list_topics(self.topic, timeout=5).topics[self.topic].partitions
+                    tps = consumer.committed([TopicPartition(self.topic, p) for p in parts], timeout=5)
+                    end = sum(consumer.get_watermark_offsets(tp, timeout=5)[1] for tp in tps)
+                    committed = sum(max(tp.offset, 0) for tp in tps)
+                except Exception:
+                    continue  # a broker is down or a leader moves: no sample this time
+                self.samples.append((time.time(), end, committed))
+        finally:
+            consumer.close()
+
+    def lag_at(self, i: int) -> float:
+        """Seconds since the end offset first passed what was committed at sample ``i`` (0 if all committed)."""
+        at, _, committed = self.samples[i]
+        for t, end, _ in self.samples[: i + 1]:
+            if end > committed:
+                return at - t
+        return 0.0
+
+    def back_under(self, fault_at: float, limit_s: float = 10.0) -> float:
+        """Seconds from ``fault_at`` until the lag fell under ``limit_s`` for good (0 if it never rose to it)."""
+        last_over = fault_at
+        for i, (t, _, _) in enumerate(self.samples):
+            if t >= fault_at and self.lag_at(i) >= limit_s:
+                last_over = t + self.every
+        return last_over - fault_at
+
+    def max_lag_after(self, fault_at: float) -> float:
+        return max((self.lag_at(i) for i, (t, _, _) in enumerate(self.samples) if t >= fault_at), default=0.0)
