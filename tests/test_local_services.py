@@ -126,7 +126,9 @@ def test_services_status_and_table_function_through_the_cli(services: Settings, 
 
 def test_services_start_status_stop_through_the_cli(services: Settings, tmp_path) -> None:
     """`pipeline services start|status|stop` as a user types them, on a private DATA_DIR and free ports (the
-    session's shared services are never touched): stop ends both processes by their PID files."""
+    session's shared services are never touched), with three Kafka addresses in KAFKA_BOOTSTRAP and replication
+    3: three brokers start, the topics have three replicas and need two in sync, and stop ends every process by
+    its PID file. The same data directory then refuses to start as a single broker, in one line."""
     import os
     import re
     import subprocess
@@ -134,19 +136,23 @@ def test_services_start_status_stop_through_the_cli(services: Settings, tmp_path
     from dataclasses import replace
     from pathlib import Path
 
+    from confluent_kafka.admin import AdminClient, ConfigResource
+
     from base.config import PROJECT_ROOT
-    from local_services import manage
+    from base.contract import RAW_TOPIC
+    from local_services import kafka, manage
     from local_services.process import port_open
     from scripts.faults import free_loopback_port
     from tests.conftest import pid_running
 
-    kafka_port, s3_port = free_loopback_port(span=2), free_loopback_port()
-    own = replace(services, data_dir=tmp_path / "data", kafka_bootstrap=f"127.0.0.1:{kafka_port}",
-                  s3_endpoint=f"http://localhost:{s3_port}")
+    kafka_port, s3_port = free_loopback_port(span=6), free_loopback_port()
+    ports = [kafka_port, kafka_port + 2, kafka_port + 4]
+    own = replace(services, data_dir=tmp_path / "data", kafka_bootstrap=",".join(f"127.0.0.1:{p}" for p in ports),
+                  kafka_replication=3, s3_endpoint=f"http://localhost:{s3_port}")
 
-    def cli(*args: str) -> subprocess.CompletedProcess:
+    def cli(*args: str, settings: Settings = own) -> subprocess.CompletedProcess:
         return subprocess.run([str(Path(sys.executable).parent / "pipeline"), "services", *args], capture_output=True,
-                              text=True, env={**os.environ, **own.to_env()}, cwd=PROJECT_ROOT, timeout=180)
+                              text=True, env={**os.environ, **settings.to_env()}, cwd=PROJECT_ROOT, timeout=180)
 
     try:
         started = cli("start")
@@ -155,14 +161,26 @@ def test_services_start_status_stop_through_the_cli(services: Settings, tmp_path
         assert status.returncode == 0, status.stderr
         lines = status.stdout.splitlines()
         assert [re.sub(r"pid \d+", "pid N", line) for line in lines] == [
-            f"kafka: pid N, healthy on 127.0.0.1:{kafka_port}", f"s3: pid N, healthy on http://localhost:{s3_port}"]
-        pids = [int(re.search(r"pid (\d+)", line).group(1)) for line in lines]
-        assert all(pid_running(pid) for pid in pids)
+            "; ".join(f"{name}: pid N, healthy on 127.0.0.1:{port}"
+                      for name, port in zip(("kafka", "kafka-2", "kafka-3"), ports, strict=True)),
+            f"s3: pid N, healthy on http://localhost:{s3_port}"]
+        pids = [int(pid) for pid in re.findall(r"pid (\d+)", status.stdout)]
+        assert len(pids) == 4 and all(pid_running(pid) for pid in pids)
+        assert set(kafka.in_sync_replicas(own, RAW_TOPIC)[0]) == {1, 2, 3}
+        admin = AdminClient(own.kafka_client_config())  # kept alive until the future resolves
+        topic_config = next(iter(admin.describe_configs([ConfigResource("topic", RAW_TOPIC)]).values())).result()
+        assert topic_config["min.insync.replicas"].value == "2"
     finally:
         stopped = cli("stop")
-    assert stopped.returncode == 0 and stopped.stdout == "s3 stopped\nkafka stopped\n", (stopped.stdout, stopped.stderr)
+    assert stopped.returncode == 0, stopped.stderr
+    assert stopped.stdout == "s3 stopped\nkafka-3 stopped; kafka-2 stopped; kafka stopped\n", stopped.stdout
     assert not any(pid_running(pid) for pid in pids)
-    assert not port_open("127.0.0.1", kafka_port) and not port_open("127.0.0.1", s3_port)
+    assert not any(port_open("127.0.0.1", port) for port in [*ports, s3_port])
     after = cli("status").stdout.splitlines()
     assert [line.split(",")[0] for line in after] == ["kafka: no pid file", "s3: no pid file"]
+    single = cli("start", "kafka", settings=replace(own, kafka_bootstrap=f"127.0.0.1:{kafka_port}"))
+    assert single.returncode == 2 and single.stderr.strip() == (
+        f"error: kafka: {own.data_dir} holds a Kafka formatted for brokers 1@{ports[0]},2@{ports[1]},3@{ports[2]} "
+        f"(node@port), not 1@{kafka_port}: use another DATA_DIR, or remove {own.data_dir}/kafka* to start an "
+        "empty cluster"), single.stderr
     assert all(", healthy on " in line for line in manage.status(services))  # the session's own are still up
