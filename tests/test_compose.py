@@ -15,8 +15,8 @@ SERVICES = COMPOSE["services"]
 
 
 def test_compose_is_a_mapping_of_the_expected_services() -> None:
-    expected = {"kafka", "minio", "minio-init", "jobmanager", "taskmanager", "job-submitter", "clickhouse",
-                "grafana", "producer", "lake-maintenance"}
+    expected = {"kafka-1", "kafka-2", "kafka-3", "minio", "minio-init", "jobmanager", "taskmanager", "job-submitter",
+                "clickhouse", "grafana", "producer", "lake-maintenance"}
     assert expected <= set(SERVICES)
 
 
@@ -37,7 +37,7 @@ def test_pipeline_environment_uses_only_documented_variables() -> None:
     env = COMPOSE["x-pipeline-env"]
     assert set(env) <= set(VARIABLES), set(env) - set(VARIABLES)
     # Ports in the shared environment agree with the services that provide them.
-    assert env["KAFKA_BOOTSTRAP"] == "kafka:9092"
+    assert env["KAFKA_BOOTSTRAP"] == "kafka-1:9092,kafka-2:9092,kafka-3:9092"
     assert env["S3_ENDPOINT"] == "http://minio:9000"
     assert "clickhouse:8123" in env["CLICKHOUSE_URL"]
 
@@ -76,6 +76,36 @@ def test_app_commands_parse_with_the_real_cli() -> None:
     maintain = SERVICES["lake-maintenance"]["command"]
     assert maintain[:3] == ["python", "-m", "pipeline"]
     parser.parse_args(maintain[3:])
+
+
+def test_one_broker_or_one_taskmanager_can_be_lost() -> None:
+    """The shapes the failover tests exercise locally (tests/reliability/test_multi_node_failover.py)."""
+    brokers = sorted(name for name in SERVICES if re.fullmatch(r"kafka-\d", name))
+    assert brokers == ["kafka-1", "kafka-2", "kafka-3"]
+    voters = {SERVICES[b]["environment"]["KAFKA_CONTROLLER_QUORUM_VOTERS"] for b in brokers}
+    assert voters == {"1@kafka-1:9093,2@kafka-2:9093,3@kafka-3:9093"}
+    assert len({SERVICES[b]["environment"]["CLUSTER_ID"] for b in brokers}) == 1  # one cluster
+    assert COMPOSE["x-pipeline-env"]["KAFKA_REPLICATION"] == "3"
+    assert SERVICES["kafka-1"]["environment"]["KAFKA_MIN_INSYNC_REPLICAS"] == "2"
+    create = SERVICES["kafka-topics"]["command"][0]
+    assert "--replication-factor 3" in create and "--config min.insync.replicas=2" in create
+
+    def props(name: str) -> dict[str, str]:
+        text = SERVICES[name]["environment"]["FLINK_PROPERTIES"]
+        return dict(line.split(": ", 1) for line in text.strip().splitlines())
+
+    jm, tm = props("jobmanager"), props("taskmanager")
+    assert jm["restart-strategy.type"] == "exponential-delay"
+    submit = SERVICES["job-submitter"]["command"]
+    parallelism = int(submit[submit.index("--parallelism") + 1])
+    # after losing one TaskManager the other still has a slot for every subtask
+    assert SERVICES["taskmanager"]["deploy"]["replicas"] >= 2
+    assert int(tm["taskmanager.numberOfTaskSlots"]) >= parallelism
+    checkpoints = submit[submit.index("--checkpoint-dir") + 1]
+    assert checkpoints == jm["execution.checkpointing.dir"] and checkpoints.startswith("s3://")
+    for name in ("jobmanager", "taskmanager"):
+        assert SERVICES[name]["environment"]["ENABLE_BUILT_IN_PLUGINS"].startswith("flink-s3-fs-hadoop-")
+        assert props(name)["s3.endpoint"] == "http://minio:9000"
 
 
 def test_job_submitter_runs_the_job_file_that_exists() -> None:
