@@ -27,6 +27,10 @@ class OneLineArgumentParser(argparse.ArgumentParser):
 
 
 def _services_args(p: argparse.ArgumentParser) -> None:
+    p.epilog = ("Kafka runs one KRaft broker per address in KAFKA_BOOTSTRAP, each with its port + 1 as controller "
+                "port and $DATA_DIR/kafka[-N] as data: for a 3-broker cluster that keeps every acknowledged record "
+                "when one broker dies, KAFKA_BOOTSTRAP=127.0.0.1:9092,127.0.0.1:9094,127.0.0.1:9096 "
+                "KAFKA_REPLICATION=3 (topics then need 2 in-sync replicas).")
     p.add_argument("action", choices=["start", "stop", "status"], help="what to do")
     p.add_argument("names", nargs="*", choices=["kafka", "s3", []], help="services (default: all)")
 
