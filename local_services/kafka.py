@@ -128,6 +128,23 @@ def _answers(port: int, settings: Settings, timeout: float = 2.0) -> bool:
         return False
 
 
+def _ready(settings: Settings, brokers: int) -> bool:
+    """Every broker is in the cluster's metadata and a group coordinator answers. A fresh broker answers
+    metadata before it can serve consumer groups (NOT_COORDINATOR while it creates __consumer_offsets), so a
+    client started right after `start` would fail on its first commit."""
+    from confluent_kafka.admin import AdminClient
+
+    try:
+        admin = AdminClient({**settings.kafka_client_config(), "log_level": 0})
+        if len(admin.list_topics(timeout=5).brokers) < brokers:
+            return False
+        for future in admin.describe_consumer_groups(["pipeline-readiness-probe"]).values():
+            future.result(timeout=5)
+        return True
+    except Exception:
+        return False
+
+
 def healthy(settings: Settings, timeout: float = 2.0) -> bool:
     """Every broker listed in KAFKA_BOOTSTRAP answers."""
     return all(_answers(port, settings, timeout) for port in settings.kafka_ports)
@@ -159,6 +176,7 @@ def start(settings: Settings, timeout: float = 90.0) -> str:
     # All at once, then wait: a static quorum elects a controller only once a majority of nodes runs.
     for b in cluster:
         wait_until(lambda b=b: _answers(b.port, settings), timeout, f"kafka broker {b.node_id}", procs[b.node_id])
+    wait_until(lambda: _ready(settings, len(cluster)), timeout, "kafka (group coordinator)", procs[1])
     pids = ", ".join(str(procs[b.node_id].pid()) for b in cluster)
     where = "; ".join(str(procs[b.node_id].log_file) for b in started) or "-"
     return f"kafka started (pid {pids}) on {settings.kafka_bootstrap}; log {where}"
