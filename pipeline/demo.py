@@ -157,7 +157,7 @@ class Demo:
 
         # Baseline for the invariant: whatever the job has not consumed yet (an earlier run's backlog)
         # plus what this run produces must all arrive in the lake.
-        self.backlog = _group_lag_when_ready(self.settings, RAW_TOPIC, JobConfig().group_id)
+        self.backlog = kafka.group_lag(self.settings, RAW_TOPIC, JobConfig().group_id)
         self.lake_counts_before = paimon_counts(self.settings)
         if self.backlog:
             self.say(f"the job has {self.backlog:,} earlier events to catch up on first")
@@ -334,23 +334,6 @@ class Demo:
             except Exception as exc:
                 self.say(f"stopping {label} failed: {exc}")
         self.stop_order.clear()
-
-
-def _group_lag_when_ready(settings: Settings, topic: str, group: str, timeout: float = 60.0) -> int:
-    """kafka.group_lag, asked again while the broker has no group coordinator yet: one this demo has just
-    started answers NOT_COORDINATOR until its offsets topic is ready."""
-    from confluent_kafka import KafkaError, KafkaException
-
-    not_ready = (KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_NOT_AVAILABLE,
-                 KafkaError.COORDINATOR_LOAD_IN_PROGRESS)
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return kafka.group_lag(settings, topic, group)
-        except KafkaException as exc:
-            if exc.args[0].code() not in not_ready or time.monotonic() > deadline:
-                raise
-            time.sleep(1)
 
 
 def _aggregate_rows(status: dict) -> dict[str, int]:
