@@ -159,6 +159,16 @@ def reconcile_job(settings: Settings, scratch: ClickHouseScratch, first_ms: int,
     return reconcile(lake_table(settings, "user_actions"), scratch.client, start, end, database=scratch.database)
 
 
+def records_in(settings: Settings, topic: str) -> int:
+    """Records ever written to ``topic``, or 0 while no broker answers (during a fault)."""
+    from local_services import kafka
+
+    try:
+        return kafka.end_offsets(settings, topic)
+    except Exception:
+        return 0
+
+
 def wait_for(check, timeout: float, what: str, every: float = 0.5) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

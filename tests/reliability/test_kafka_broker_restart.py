@@ -36,6 +36,7 @@ from tests.reliability.conftest import (
     lake_rows,
     load_aggregates,
     reconcile_job,
+    records_in,
     start_producer,
     stop_process_group,
     wait_for,
@@ -62,13 +63,6 @@ def private_kafka(services, tmp_path):
     print(kafka.stop(settings))
 
 
-def end_offsets(settings, topic: str) -> int:
-    try:
-        return kafka.end_offsets(settings, topic)
-    except Exception:
-        return 0  # broker not answering (yet)
-
-
 def test_broker_restart_mid_run_loses_and_duplicates_nothing(
         services, private_kafka, unique_name, tmp_path, chdb_scratch) -> None:
     settings = replace(private_kafka, paimon_warehouse=f"file://{tmp_path}/wh")
@@ -86,8 +80,8 @@ def test_broker_restart_mid_run_loses_and_duplicates_nothing(
         summary_path, produce_log = tmp_path / "produce.json", tmp_path / "produce.log"
         producer = start_producer(settings, job.source_topic, EVENTS, RATE, t0 + 60_000, produce_log, summary_path,
                                   seed=8, extra=("--delivery-timeout", str(DELIVERY_TIMEOUT_S)))
-        wait_for(lambda: end_offsets(settings, job.source_topic) >= EVENTS // 5, 120, "a fifth of the events in Kafka")
-        at_stop = end_offsets(settings, job.source_topic)
+        wait_for(lambda: records_in(settings, job.source_topic) >= EVENTS // 5, 120, "a fifth of the events in Kafka")
+        at_stop = records_in(settings, job.source_topic)
         broker_pid = kafka.process(settings).pid()
         bounce = faults.outage(lambda: kafka.stop(settings), lambda: kafka.start(settings), DOWN_S)
         # the same broker again: a new process on the same port, with the same formatted log directory
@@ -99,7 +93,7 @@ def test_broker_restart_mid_run_loses_and_duplicates_nothing(
         assert at_stop < EVENTS, "every record was in Kafka before the broker stopped: lower RATE"
 
         summary = json.loads(summary_path.read_text())
-        in_topic = end_offsets(settings, job.source_topic)
+        in_topic = records_in(settings, job.source_topic)
         if producer.returncode == 0:  # the idempotent producer wrote each record exactly once across the restart
             assert (summary["acked"], summary["failed"], in_topic) == (EVENTS, 0, EVENTS), (summary, in_topic)
         else:  # it gave up on some records: it must say how many, count every record once, and the topic holds

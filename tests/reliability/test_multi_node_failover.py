@@ -17,10 +17,8 @@ the README's failover table comes from these lines.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -31,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from base.config import PROJECT_ROOT, Settings
+from base.config import Settings
 from base.contract import RAW_TOPIC
 from flink_job.job_config import JobConfig
 from local_services import flink_cluster, kafka
@@ -47,10 +45,12 @@ from tests.reliability.conftest import (
     lake_rows,
     load_aggregates,
     reconcile_job,
+    records_in,
     start_producer,
     stop_process_group,
     wait_for,
 )
+from tests.test_flink_job import pipeline_cli
 
 # slow: three brokers, a job start-up and a failover each; several minutes on the 2-core box.
 pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.slow]
@@ -74,24 +74,10 @@ def kafka_cluster(services: Settings, tmp_path_factory) -> Settings:
     print(kafka.stop(settings))
 
 
-def in_topic(settings: Settings, topic: str) -> int:
-    try:
-        return kafka.end_offsets(settings, topic)
-    except Exception:
-        return 0
-
-
 def most_leading(settings: Settings, topic: str) -> tuple[int, int]:
     """(node id, partitions it leads) of the broker leading the most partitions of ``topic``."""
     node, count = Counter(kafka.leaders(settings, topic).values()).most_common(1)[0]
     return node, count
-
-
-def pipeline_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, **settings.to_env()}
-    env.pop("CLICKHOUSE_URL", None)
-    return subprocess.run([str(Path(sys.executable).parent / "pipeline"), *args], cwd=PROJECT_ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
 
 
 def check_producer(producer: subprocess.Popen, summary_path: Path, log: Path, settings: Settings,
@@ -99,7 +85,7 @@ def check_producer(producer: subprocess.Popen, summary_path: Path, log: Path, se
     """Every record acknowledged once: exit 0, acked == N, the topic holds exactly N."""
     producer.wait(timeout=DELIVERY_TIMEOUT_S + 300)
     summary = json.loads(summary_path.read_text())
-    held = in_topic(settings, topic)
+    held = records_in(settings, topic)
     assert producer.returncode == 0, log.read_text(errors="replace")[-2000:]
     assert (summary["acked"], summary["failed"], held) == (EVENTS, 0, EVENTS), (summary, held)
     return held
@@ -130,12 +116,12 @@ def test_kill_9_of_the_leading_broker_while_producing_with_a_clickhouse_restart_
         with faults.LagClock(settings, RAW_TOPIC, job.group_id) as lag:
             producer = start_producer(settings, RAW_TOPIC, EVENTS, RATE, t0 + 60_000, produce_log, summary_path,
                                       extra=("--delivery-timeout", str(DELIVERY_TIMEOUT_S)))
-            wait_for(lambda: in_topic(settings, RAW_TOPIC) >= EVENTS // 5, 120, "a fifth of the events in Kafka")
+            wait_for(lambda: records_in(settings, RAW_TOPIC) >= EVENTS // 5, 120, "a fifth of the events in Kafka")
             wait_for(lambda: (service_process.fetch_status(settings) or {}).get("loader", {}).get(
                 "rows_inserted", 0) > 0, 120, "the loader's first insert")
             victim, led = most_leading(settings, RAW_TOPIC)
             victim_pid = kafka.process(kafka_cluster, victim).pid()  # its PID file is the cluster's
-            fault_at, at_kill = time.time(), in_topic(settings, RAW_TOPIC)
+            fault_at, at_kill = time.time(), records_in(settings, RAW_TOPIC)
             faults.kill9(victim_pid)
             producing = producer.poll() is None
             # While the partitions it led elect new leaders, the ClickHouse service restarts (SIGTERM, start).
@@ -179,7 +165,7 @@ def test_kill_9_of_the_leading_broker_while_producing_with_a_clickhouse_restart_
     start = datetime.fromtimestamp(t0 // SLOT_MS * SLOT_MS / 1000, UTC)
     end = datetime.fromtimestamp((t0 + CLOSE_MS) // SLOT_MS * SLOT_MS / 1000, UTC)
     reconciled = pipeline_cli(settings, "lake", "reconcile", "--from", start.strftime("%Y-%m-%d %H:%M"),
-                              "--to", end.strftime("%Y-%m-%d %H:%M"))
+                              "--to", end.strftime("%Y-%m-%d %H:%M"), timeout=600)
     assert reconciled.returncode == 0, reconciled.stdout[-3000:] + reconciled.stderr[-2000:]
     assert "result: OK" in reconciled.stdout and f": {held} lake events" in reconciled.stdout, reconciled.stdout
     next_checkpoint = min((c.at for c in logged if c.at > fault_at), default=float("nan"))
@@ -237,12 +223,12 @@ def test_kill_9_of_a_taskmanager_under_flink_run_restarts_from_the_last_checkpoi
         with faults.LagClock(settings, job.source_topic, job.group_id) as lag:
             producer = start_producer(settings, job.source_topic, EVENTS, RATE, t0 + 60_000, produce_log,
                                       summary_path, extra=("--delivery-timeout", str(DELIVERY_TIMEOUT_S)))
-            wait_for(lambda: in_topic(settings, job.source_topic) >= EVENTS // 5, 120, "a fifth of the events")
+            wait_for(lambda: records_in(settings, job.source_topic) >= EVENTS // 5, 120, "a fifth of the events")
             with_records = time.time()
             wait_for(lambda: completed_checkpoints_after(settings, job_id, with_records), 60,
                      "a checkpoint with records")
             victim = flink_cluster.taskmanager(settings, 2)
-            fault_at, at_kill = time.time(), in_topic(settings, job.source_topic)
+            fault_at, at_kill = time.time(), records_in(settings, job.source_topic)
             faults.kill9(victim.pid())
             producing = producer.poll() is None
             wait_for(lambda: restarts(settings, job_id) >= 1, 120, "Flink restarting the job by itself")
