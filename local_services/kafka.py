@@ -293,9 +293,15 @@ def stop(settings: Settings) -> str:
     """Stop every local broker by its PID file (also ones a previous, longer KAFKA_BOOTSTRAP started)."""
     nodes = {b.node_id for b in brokers(settings)}
     nodes |= {int(n) for p in settings.run_dir.glob("kafka-*.pid") if (n := p.stem.split("-")[1]).isdigit()}
-    lines = [stop_line(process(settings, n).name, process(settings, n), timeout=60)
-             for n in sorted(nodes, reverse=True)]
-    return lines[-1] if len(lines) == 1 else "; ".join(lines)
+    order = sorted(nodes, reverse=True)
+    if len(order) == 1:
+        return stop_line(process(settings, order[0]).name, process(settings, order[0]), timeout=60)
+    # All at once: one by one, the last node waits for a quorum that has already gone (60 s each, then SIGKILL).
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(len(order)) as pool:
+        lines = list(pool.map(lambda n: stop_line(process(settings, n).name, process(settings, n), timeout=60), order))
+    return "; ".join(lines)
 
 
 def status(settings: Settings) -> str:
