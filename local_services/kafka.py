@@ -121,8 +121,8 @@ def _answers(port: int, settings: Settings, timeout: float = 2.0) -> bool:
 
     try:
         # log_level 0: a probe while another broker is down should not print librdkafka's connect errors
-        config = {**settings.kafka_client_config(), "bootstrap.servers": f"127.0.0.1:{port}", "log_level": 0}
-        AdminClient(config).list_topics(timeout=timeout)
+        AdminClient({**settings.kafka_client_config(), "bootstrap.servers": f"127.0.0.1:{port}",
+                     "log_level": 0}).list_topics(timeout=timeout)
         return True
     except Exception:
         return False
