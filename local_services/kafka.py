@@ -234,20 +234,21 @@ def _start_broker(settings: Settings, broker: Broker, cluster: list[Broker], clu
     return broker
 
 
-def leaders(settings: Settings, topic: str) -> dict[int, int]:
-    """Partition -> node id of its leader, as the cluster reports it now (-1 while a partition has none)."""
+def _partitions(settings: Settings, topic: str) -> dict:
     from confluent_kafka.admin import AdminClient
 
-    meta = AdminClient({**settings.kafka_client_config(), "log_level": 0}).list_topics(topic, timeout=10).topics[topic]
-    return {p: part.leader for p, part in meta.partitions.items()}
+    admin = AdminClient({**settings.kafka_client_config(), "log_level": 0})
+    return admin.list_topics(topic, timeout=10).topics[topic].partitions
+
+
+def leaders(settings: Settings, topic: str) -> dict[int, int]:
+    """Partition -> node id of its leader, as the cluster reports it now (-1 while a partition has none)."""
+    return {p: part.leader for p, part in _partitions(settings, topic).items()}
 
 
 def in_sync_replicas(settings: Settings, topic: str) -> dict[int, list[int]]:
     """Partition -> node ids of its in-sync replicas."""
-    from confluent_kafka.admin import AdminClient
-
-    meta = AdminClient({**settings.kafka_client_config(), "log_level": 0}).list_topics(topic, timeout=10).topics[topic]
-    return {p: list(part.isrs) for p, part in meta.partitions.items()}
+    return {p: list(part.isrs) for p, part in _partitions(settings, topic).items()}
 
 
 def delete_topics(settings: Settings, names: list[str]) -> None:
@@ -312,16 +313,21 @@ def status(settings: Settings) -> str:
                                  f"127.0.0.1:{b.port}") for b in cluster)
 
 
-def end_offsets(settings: Settings, topic: str) -> int:
-    """Records ever written to ``topic``: the sum of its partitions' end offsets."""
+def partition_ends(settings: Settings, topic: str) -> dict[int, int]:
+    """Partition -> its end offset (the records ever written to it)."""
     from confluent_kafka import Consumer, TopicPartition
 
     consumer = Consumer({**settings.kafka_client_config(), "group.id": "pipeline-end-offsets"})
     try:
         parts = consumer.list_topics(topic, timeout=5).topics[topic].partitions
-        return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)[1] for p in parts)
+        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)[1] for p in sorted(parts)}
     finally:
         consumer.close()
+
+
+def end_offsets(settings: Settings, topic: str) -> int:
+    """Records ever written to ``topic``: the sum of its partitions' end offsets."""
+    return sum(partition_ends(settings, topic).values())
 
 
 def group_lag(settings: Settings, topic: str, group: str) -> int:

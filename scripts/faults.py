@@ -248,22 +248,15 @@ class LagClock:
         self._thread.join(30)
 
     def _run(self) -> None:
-        from confluent_kafka import Consumer, TopicPartition
+        from local_services import kafka
 
-        consumer = Consumer({**self.settings.kafka_client_config(), "group.id": self.group,
-                             "enable.auto.commit": False, "log_level": 0})
-        try:
-            while not self._stop.wait(self.every):
-                try:
-                    parts = consumer.list_topics(self.topic, timeout=5).topics[self.topic].partitions
-                    tps = consumer.committed([TopicPartition(self.topic, p) for p in parts], timeout=5)
-                    end = sum(consumer.get_watermark_offsets(tp, timeout=5)[1] for tp in tps)
-                    committed = sum(max(tp.offset, 0) for tp in tps)
-                except Exception:
-                    continue  # a broker is down or a leader moves: no sample this time
-                self.samples.append((time.time(), end, committed))
-        finally:
-            consumer.close()
+        while not self._stop.wait(self.every):
+            try:  # the end first: a record written between the two reads counts as not yet committed
+                end = kafka.end_offsets(self.settings, self.topic)
+                committed = end - kafka.group_lag(self.settings, self.topic, self.group)
+            except Exception:
+                continue  # a broker is down or a leader moves: no sample this time
+            self.samples.append((time.time(), end, committed))
 
     def lag_at(self, i: int) -> float:
         """Seconds since the end offset first passed what was committed at sample ``i`` (0 if all committed)."""

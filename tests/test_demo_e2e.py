@@ -37,28 +37,25 @@ def _get_json(url: str) -> dict | None:
         return None
 
 
-def _raw_topic_ends(settings: Settings, timeout: float = 120.0) -> dict[int, int]:
-    """Per partition of the raw topic: its end offset. Asked again while a just restarted broker answers with a
+def _raw_topic_ends(settings: Settings) -> dict[int, int]:
+    """Per partition of the raw topic: its end offset, asked again while a just restarted broker answers with a
     retriable error (NOT_LEADER_FOR_PARTITION until it has loaded its partitions)."""
-    from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+    from confluent_kafka import KafkaException
 
     from base.contract import RAW_TOPIC
+    from tests.reliability.conftest import wait_for
 
-    not_yet = (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
-               KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._TIMED_OUT, KafkaError._TRANSPORT)
-    deadline = time.monotonic() + timeout
-    while True:
-        consumer = Consumer({**settings.kafka_client_config(), "group.id": "test-demo-e2e",
-                             "enable.auto.commit": False})
+    ends: dict[int, int] = {}
+
+    def read() -> bool:
         try:
-            parts = sorted(consumer.list_topics(RAW_TOPIC, timeout=10).topics[RAW_TOPIC].partitions)
-            return {p: consumer.get_watermark_offsets(TopicPartition(RAW_TOPIC, p), timeout=10)[1] for p in parts}
-        except KafkaException as exc:
-            if exc.args[0].code() not in not_yet or time.monotonic() > deadline:
-                raise
-        finally:
-            consumer.close()
-        time.sleep(1)
+            ends.update(kafka.partition_ends(settings, RAW_TOPIC))
+            return True
+        except KafkaException:
+            return False
+
+    wait_for(read, 120, "the raw topic's end offsets", every=1)
+    return ends
 
 
 def _assert_lake_holds_each_record_once(settings: Settings, summary: dict) -> tuple[int, int]:
