@@ -18,6 +18,7 @@ import pytest
 
 from base.config import PROJECT_ROOT
 from clickhouse import service_process
+from local_services.process import read_pid_file
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +48,7 @@ def test_start_status_stop_by_pid_file(own_settings):
         line = service_process.start(s, extra_args=["--no-loader"])
         assert "started" in line
         pid = service_process.process(s).pid()
-        assert pid is not None and (s.run_dir / "clickhouse.pid").read_text().strip() == str(pid)
+        assert pid is not None and read_pid_file(s.run_dir / "clickhouse.pid") == pid
         assert "already running" in service_process.start(s, extra_args=["--no-loader"])
         status = service_process.fetch_status(s)
         assert {t["table"] for t in status["tables"]} == {
