@@ -1,4 +1,4 @@
-"""The data contract (DESIGN.md) in one place: topics, the event's fields and ranges, the 153 action types and
+"""The data contract (docs/design.md) in one place: topics, the event's fields and ranges, the 153 action types and
 the three aggregates. The parts render their DDL and checks from this module or are tested against it, so a
 change to the contract is a change here (plus the SQL that spells it out).
 """

@@ -1,6 +1,6 @@
 """Paimon table definitions, written once and used by both the Flink job's DDL and pypaimon.
 
-Columns follow the data contract in DESIGN.md. Options are Paimon's own table options; the
+Columns follow the data contract in docs/design.md. Options are Paimon's own table options; the
 Flink job may tune them, but this module is where they live.
 """
 

@@ -1,4 +1,4 @@
-"""The event contract (DESIGN.md) as a checker: what a consumer may rely on in every valid record."""
+"""The event contract (docs/design.md) as a checker: what a consumer may rely on in every valid record."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ pre-encoded tables, ids are hex from a byte lookup table. ``binary_join_element_
 concatenates the columns row by row in C++. The result is one Arrow binary array: one contiguous
 buffer and offsets, which the delivery backends slice into Kafka records.
 
-Field names and nesting are exactly the contract's (DESIGN.md); ``timestamp`` and ``user_id`` are
+Field names and nesting are exactly the contract's (docs/design.md); ``timestamp`` and ``user_id`` are
 JSON integers, ``metadata`` and ``device_info`` nested objects.
 """
 

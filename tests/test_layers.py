@@ -1,4 +1,4 @@
-"""The layers of DESIGN.md hold: import-linter's contracts in pyproject.toml (front end > parts > base, nothing
+"""The layers of docs/design.md hold: import-linter's contracts in pyproject.toml (front end > parts > base, nothing
 in the product imports scripts/ or tests/) are kept, and a forbidden import would break them."""
 
 from __future__ import annotations
