@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import quote, unquote, urlparse
 
 from base.errors import UserError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# A source checkout (./run.sh, ./test.sh) keeps data and fetched jars inside the project; an installed package
+# (pip install ., the images) has no project directory: PROJECT_ROOT is then site-packages.
+IN_CHECKOUT = (PROJECT_ROOT / "pyproject.toml").is_file()
 
 DEFAULT_S3_BUCKET = "user-actions-paimon"
 
@@ -36,8 +39,9 @@ class Variable:
 
 # Every variable, declared once: from_env, to_env, describe and `pipeline --help` all read this table.
 SETTINGS_VARIABLES: tuple[Variable, ...] = (
-    Variable("DATA_DIR", "data_dir", "where local services keep data, logs and PID files (default: ./.data in the "
-             "project)", lambda _: PROJECT_ROOT / ".data"),
+    Variable("DATA_DIR", "data_dir", "where local services keep data, logs and PID files (default: .data in a "
+             "source checkout; ~/.local/share/user-actions-pipeline for an installed package)",
+             lambda _: _default_data_dir()),
     Variable("KAFKA_BOOTSTRAP", "kafka_bootstrap", "Kafka bootstrap servers, host:port[,host:port] "
              "(default: 127.0.0.1:9092); `services start` runs one local broker per address listed",
              "127.0.0.1:9092"),
@@ -52,10 +56,21 @@ SETTINGS_VARIABLES: tuple[Variable, ...] = (
              _DEMO_S3_ACCESS_KEY),
     Variable("S3_SECRET_KEY", "s3_secret_key", "S3 secret key (default: the local demo server's secret)",
              _DEMO_S3_SECRET_KEY, secret=True),
-    Variable("CLICKHOUSE_URL", "clickhouse_url", "ClickHouse DSN, e.g. http://user:pass@host:8123; unset = "
-             "embedded chDB under DATA_DIR"),
+    Variable("CLICKHOUSE_URL", "clickhouse_url", "ClickHouse server URL, e.g. https://host:8443 (credentials in "
+             "CLICKHOUSE_USER/CLICKHOUSE_PASSWORD); unset = embedded chDB under DATA_DIR"),
+    Variable("CLICKHOUSE_USER", "clickhouse_user", "ClickHouse user name (default: the URL's, else 'default')"),
+    Variable("CLICKHOUSE_PASSWORD", "clickhouse_password", "ClickHouse password, any characters (default: the "
+             "URL's, else none)", secret=True),
     Variable("FLINK_REST_PORT", "flink_rest_port", "REST/web UI port of the local standalone Flink cluster "
              "(default: 8081)", 8081),
+    Variable("FLINK_REST_URL", "flink_rest_url", "REST API of the Flink cluster that `pipeline job --submit` "
+             "submits to, e.g. http://jobmanager:8081 (default: the local one, http://127.0.0.1:$FLINK_REST_PORT)"),
+    Variable("FLINK_PROPERTIES", "flink_properties", "Flink options, one 'key: value' per line, for the daemons "
+             "of `pipeline flink-daemon` and the `flink run` client of `pipeline job --submit` (as in Flink's own "
+             "images; default: none)"),
+    Variable("JARS_DIR", "jars_dir", "the JVM jars: flink/ (connectors), format/ (the job's value format), kafka/ "
+             "(default: .cache/jars in a source checkout, fetched by scripts/setup.sh; $DATA_DIR/jars for an "
+             "installed package)", lambda read: _default_jars_dir(read["data_dir"])),
     Variable("DASHBOARD_PORT", "dashboard_port", "port of the ClickHouse service's dashboard and JSON API "
              "(default: 8050)", 8050),
     Variable("DASHBOARD_HOST", "dashboard_host", "interface the dashboard/API binds to (default: 127.0.0.1; "
@@ -94,7 +109,12 @@ class Settings:
     s3_access_key: str
     s3_secret_key: str
     clickhouse_url: str | None
+    clickhouse_user: str | None
+    clickhouse_password: str | None
     flink_rest_port: int
+    flink_rest_url: str | None
+    flink_properties: str | None
+    jars_dir: Path
     dashboard_port: int
     dashboard_host: str
     kafka_security_protocol: str | None = None
@@ -105,24 +125,31 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
-        """Build settings from ``env`` (default ``os.environ``); non-None overrides (CLI flags) win."""
+        """Build settings from ``env`` (default ``os.environ``); non-None overrides (CLI flags) win, also where
+        other defaults derive from them (``--data-dir`` moves the default warehouse too).
+
+        Any variable may instead be given as ``NAME_FILE``, the path of a file holding the value (the Docker and
+        Kubernetes secrets convention); a trailing newline is dropped.
+        """
         env = os.environ if env is None else env
+        known = {f.name for f in fields(cls)}
+        given = {k: v for k, v in overrides.items() if v is not None and k in known}
         read: dict[str, object] = {}
         for var in SETTINGS_VARIABLES:
-            raw = env.get(var.env) or None
             default = var.default(read) if callable(var.default) else var.default
-            if raw is None:
-                read[var.field] = default
-            elif isinstance(default, int):
-                read[var.field] = _int(var.env, raw)
+            if var.field in given:
+                read[var.field] = given[var.field]
             else:
-                read[var.field] = raw
-            if var.field == "data_dir":  # resolved before the defaults derived from it
-                read["data_dir"] = Path(read["data_dir"]).expanduser().resolve()
+                raw = _raw_value(env, var.env)
+                if raw is None:
+                    read[var.field] = default
+                elif isinstance(default, int):
+                    read[var.field] = _int(var.env, raw)
+                else:
+                    read[var.field] = raw
+            if var.field in ("data_dir", "jars_dir"):  # resolved before the defaults derived from them
+                read[var.field] = Path(read[var.field]).expanduser().resolve()
         settings = cls(**read)
-        known = {f.name for f in fields(cls)}
-        changes = {k: v for k, v in overrides.items() if v is not None and k in known}
-        settings = replace(settings, **changes)
         settings.validate()
         return settings
 
@@ -222,12 +249,29 @@ class Settings:
 
     @property
     def clickhouse_dsn(self) -> str:
-        """One DSN for clickhouse_connect.get_client: a server URL or the embedded chDB directory."""
-        return self.clickhouse_url or f"chdb://{self.data_dir}/chdb"
+        """One DSN for clickhouse_connect.get_client: a server URL or the embedded chDB directory.
+
+        CLICKHOUSE_USER and CLICKHOUSE_PASSWORD go into the server URL percent-encoded (clickhouse-connect decodes
+        them), so a password with any character (@ : / # ' ...) survives. Never print this: use ``mask_url``."""
+        if not self.clickhouse_url:
+            return f"chdb://{self.data_dir}/chdb"
+        if self.clickhouse_user is None and self.clickhouse_password is None:
+            return self.clickhouse_url
+        parsed = urlparse(self.clickhouse_url)
+        user = self.clickhouse_user if self.clickhouse_user is not None else unquote(parsed.username or "default")
+        password = (self.clickhouse_password if self.clickhouse_password is not None
+                    else unquote(parsed.password or ""))
+        host = parsed.hostname or ""
+        if ":" in host:  # IPv6 literal
+            host = f"[{host}]"
+        port = f":{parsed.port}" if parsed.port else ""
+        netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{host}{port}"
+        return parsed._replace(netloc=netloc).geturl()
 
     @property
-    def jars_dir(self) -> Path:
-        return PROJECT_ROOT / ".cache" / "jars"
+    def flink_rest(self) -> str:
+        """The Flink cluster's REST API: FLINK_REST_URL, or the local standalone cluster's."""
+        return (self.flink_rest_url or f"http://127.0.0.1:{self.flink_rest_port}").rstrip("/")
 
     @property
     def logs_dir(self) -> Path:
@@ -244,11 +288,56 @@ class Settings:
             value = getattr(self, var.field)
             if value is None:
                 shown = {"clickhouse_url": f"(unset: embedded {self.clickhouse_dsn})",
+                         "flink_rest_url": f"(unset: the local cluster, {self.flink_rest})",
                          "kafka_security_protocol": "(unset: PLAINTEXT)"}.get(var.field, "(unset)")
+            elif var.secret:
+                shown = "*" * 8
+            elif var.field == "clickhouse_url":
+                shown = mask_url(str(value))
             else:
-                shown = "*" * 8 if var.secret else str(value)
+                shown = str(value)
             out.append((var.env, shown))
         return out
+
+def under_flink_run() -> bool:
+    """True inside ``flink run -py`` (Flink's Python driver hands the script a gateway port): the job then submits
+    to a cluster and yields to its configuration (flink_job/environment.py)."""
+    return "PYFLINK_GATEWAY_PORT" in os.environ
+
+
+def _raw_value(env: Mapping[str, str], name: str) -> str | None:
+    """``NAME`` from the environment, or the content of the file that ``NAME_FILE`` names; empty = unset."""
+    value, path = env.get(name) or None, env.get(f"{name}_FILE") or None
+    if value is not None and path is not None:
+        raise UserError(f"{name} and {name}_FILE are both set: set one of them")
+    if path is None:
+        return value
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise UserError(f"{name}_FILE: cannot read {path} ({exc.strerror})") from None
+    return text.rstrip("\r\n") or None
+
+
+def _default_data_dir() -> Path:
+    if IN_CHECKOUT:
+        return PROJECT_ROOT / ".data"
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "user-actions-pipeline"
+
+
+def _default_jars_dir(data_dir: object) -> Path:
+    return PROJECT_ROOT / ".cache" / "jars" if IN_CHECKOUT else Path(str(data_dir)) / "jars"
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password (if any) replaced by ***, for anything printed or logged."""
+    parsed = urlparse(url)
+    if parsed.password is None:
+        return url
+    host = parsed.hostname or ""
+    netloc = f"{parsed.username}:***@{host}" + (f":{parsed.port}" if parsed.port else "")
+    return parsed._replace(netloc=netloc).geturl()
+
 
 def _int(name: str, raw: str) -> int:
     try:

@@ -12,12 +12,13 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError, ProgrammingError
 
+from base.config import mask_url
 from base.errors import UserError
 from clickhouse.schema import SchemaOptions, analytics_statements
 
@@ -49,17 +50,17 @@ def connect(dsn: str) -> Client:
                 f"(one process owns it: stop the ClickHouse service with `pipeline clickhouse stop`, "
                 f"or use its HTTP API)"
             ) from None
-        raise UserError(f"clickhouse: cannot connect to {dsn}: {exc}") from None
+        raise UserError(f"clickhouse: cannot connect to {mask_url(dsn)}: {_safe_text(str(exc), dsn)}") from None
     except ClickHouseError as exc:
-        raise UserError(f"clickhouse: cannot connect to {_safe(dsn)}: {exc}") from None
+        raise UserError(f"clickhouse: cannot connect to {mask_url(dsn)}: {_safe_text(str(exc), dsn)}") from None
 
 
-def _safe(dsn: str) -> str:
-    """The DSN without a password, for messages."""
+def _safe_text(text: str, dsn: str) -> str:
+    """An error message with the DSN's password (raw or percent-encoded) masked: drivers quote the URL they used."""
     parsed = urlparse(dsn)
-    if parsed.password:
-        return dsn.replace(f":{parsed.password}@", ":***@")
-    return dsn
+    for secret in {parsed.password, unquote(parsed.password or "")} - {None, ""}:
+        text = text.replace(secret, "***")
+    return text
 
 
 class ThreadClients:
