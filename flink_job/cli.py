@@ -7,11 +7,11 @@ submits the job and returns without waiting (Flink sets PYFLINK_GATEWAY_PORT for
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from base.config import Settings
+from base.config import Settings, under_flink_run
 from base.errors import UserError
 from flink_job.job_config import STATE_BACKENDS, JobConfig
 
@@ -26,22 +26,35 @@ def add_job_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--user-action-aggregations-topic", default=d.user_action_aggregations_topic)
     p.add_argument("--realtime-aggregations-topic", default=d.realtime_aggregations_topic)
     p.add_argument("--group-id", default=d.group_id, help="Kafka consumer group (offsets committed on checkpoints)")
-    p.add_argument("--parallelism", type=int, default=d.parallelism)
+    p.add_argument("--parallelism", type=int, default=None,
+                   help="default: the cluster's (flink run -p, parallelism.default), else 2")
     p.add_argument("--watermark-delay", type=int, default=d.watermark_delay_seconds,
                    help="bounded out-of-orderness of event time, seconds")
     p.add_argument("--idle-timeout", default=d.idle_timeout, help="idle-partition timeout, e.g. '30 s'")
-    p.add_argument("--checkpoint-interval", default=d.checkpoint_interval, help="e.g. '60 s'")
-    p.add_argument("--state-backend", default=d.state_backend, choices=STATE_BACKENDS)
-    p.add_argument("--checkpoint-dir", default=None, help="default: file://$DATA_DIR/flink/checkpoints")
-    p.add_argument("--restore-from", default=None, metavar="PATH",
-                   help="restore from this retained checkpoint (.../chk-N) or savepoint, e.g. after a crash")
+    p.add_argument("--checkpoint-interval", default=None,
+                   help="e.g. '60 s' (default: the cluster's execution.checkpointing.interval, else 60 s)")
+    p.add_argument("--state-backend", default=None, choices=STATE_BACKENDS,
+                   help="default: the cluster's state.backend.type, else rocksdb")
+    p.add_argument("--checkpoint-dir", default=None, metavar="URI",
+                   help="root of the job's checkpoints; they go to URI/<group-id>/<job-id>/chk-N (default: the "
+                        "cluster's execution.checkpointing.dir, else file://$DATA_DIR/flink/checkpoints)")
+    start = p.add_mutually_exclusive_group()
+    start.add_argument("--restore-from", default=None, metavar="PATH",
+                       help="restore from this retained checkpoint (.../chk-N) or savepoint (default: the newest "
+                            "retained checkpoint or savepoint of this job's consumer group, if any)")
+    start.add_argument("--fresh", action="store_true",
+                       help="do not resume from a retained checkpoint: start from the Kafka group's offsets")
     p.add_argument("--job-name", default=d.job_name)
     p.add_argument("--flink-conf", action="append", default=[], metavar="KEY=VALUE",
                    help="a Flink option for this job, over the project's defaults (repeatable), e.g. "
                         "rest.port=8082 or state.backend.rocksdb.timer-service.factory=HEAP")
     p.add_argument("--explain", action="store_true", help="print the execution plan instead of running")
     p.add_argument("--submit", action="store_true",
-                   help="submit with `flink run` to the local standalone cluster (pipeline flink-cluster start)")
+                   help="submit with `flink run` to the cluster at FLINK_REST_URL (the local one of `pipeline "
+                        "flink-cluster start` by default), unless a job of the same name runs there already")
+    p.add_argument("--watch", type=float, default=None, metavar="SECONDS",
+                   help="with --submit: keep checking every SECONDS and submit again whenever the job is not "
+                        "running (e.g. after a JobManager restart); runs until stopped")
 
 
 def job_config(args: argparse.Namespace) -> JobConfig:
@@ -60,37 +73,34 @@ def job_config(args: argparse.Namespace) -> JobConfig:
         state_backend=args.state_backend,
         checkpoint_dir=args.checkpoint_dir,
         restore_from=args.restore_from,
+        resume=not args.fresh,
         job_name=args.job_name,
         flink_conf=tuple(_key_value(kv) for kv in args.flink_conf),
     )
 
 
-def _key_value(text: str) -> tuple[str, str]:
+def _key_value(text: str, flag: str = "--flink-conf") -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
-        raise UserError(f"--flink-conf: '{text}' is not KEY=VALUE")
+        raise UserError(f"{flag}: '{text}' is not KEY=VALUE")
     return key.strip(), value.strip()
-
-
-def under_flink_cli() -> bool:
-    """True inside `flink run -py`: Flink's Python driver hands the script a gateway port."""
-    return "PYFLINK_GATEWAY_PORT" in os.environ
 
 
 def run_job(args: argparse.Namespace, settings: Settings) -> int:
     from flink_job import pipeline, preflight
 
     job = job_config(args)
+    if args.watch is not None and not args.submit:
+        raise UserError("--watch needs --submit")
     if args.submit:
         from local_services import flink_cluster
 
-        print(flink_cluster.submit(settings, job))
-        return 0
+        return flink_cluster.ensure_submitted(settings, job, watch=args.watch)
     if args.explain:
         print(pipeline.explain(settings, job))
         return 0
     preflight.check(settings, job)
-    wait = not under_flink_cli()
+    wait = not under_flink_run()
     result = pipeline.run(settings, job, wait=wait)
     job_id = result.get_job_client().get_job_id() if result.get_job_client() else "?"
     print(f"job {job.job_name} ({job_id}) " + ("finished" if wait and job.bounded else "submitted"))
@@ -106,22 +116,46 @@ def _cluster_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--taskmanagers", type=int, default=1, metavar="N",
                    help="start: TaskManagers (2 slots each; 8 GiB for one, 5 GiB each for more). With 2, a job "
                         "whose TaskManager dies is restarted by Flink from its last checkpoint on the other")
+    p.add_argument("-D", dest="options", action="append", default=[], metavar="KEY=VALUE",
+                   help="start: a Flink option for the cluster's config.yaml, over the project's (repeatable), e.g. "
+                        "-D state.backend.type=hashmap")
 
 
 def _cluster_run(args: argparse.Namespace, settings: Settings) -> int:
     from local_services import flink_cluster
 
     if args.action == "start":
-        print(flink_cluster.start(settings, taskmanagers=args.taskmanagers))
+        options = dict(_key_value(kv, "-D") for kv in args.options)
+        print(flink_cluster.start(settings, taskmanagers=args.taskmanagers, options=options))
     else:
         print(getattr(flink_cluster, args.action)(settings))
     return 0
+
+
+def _daemon_args(p: argparse.ArgumentParser) -> None:
+    p.epilog = ("Options come from FLINK_PROPERTIES ('key: value' lines, as in Flink's own images) over the project's "
+                "cluster defaults; the process becomes the JVM (same PID), logs to the console and stops on SIGTERM. "
+                "docker-compose.yml runs the JobManager and TaskManagers with it, and so does `pipeline flink-cluster "
+                "start` on this machine.")
+    p.add_argument("role", choices=["jobmanager", "taskmanager"])
+    p.add_argument("--name", help="its config folder $DATA_DIR/flink/conf/NAME (default: flink-ROLE)")
+    p.add_argument("--conf-dir", type=Path, help="write the config here instead (e.g. a folder of the container's own)")
+    p.add_argument("-D", dest="dynamic", action="append", default=[], metavar="KEY=VALUE",
+                   help="one more Flink option, over FLINK_PROPERTIES (repeatable)")
+
+
+def _daemon_run(args: argparse.Namespace, settings: Settings) -> int:
+    from local_services import flink_cluster
+
+    flink_cluster.run_daemon(settings, args.role, name=args.name, conf=args.conf_dir, dynamic=args.dynamic)
 
 
 COMMANDS = {
     "job": ("run the Flink job (Kafka -> Paimon + aggregates) in a local mini-cluster, or --submit it",
             _job_args, run_job),
     "flink-cluster": ("start, stop or show the local standalone Flink cluster", _cluster_args, _cluster_run),
+    "flink-daemon": ("run a Flink JobManager or TaskManager in the foreground (the compose image's entry point)",
+                     _daemon_args, _daemon_run),
 }
 
 

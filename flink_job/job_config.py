@@ -25,24 +25,28 @@ class JobConfig:
     bounded: bool = False
     # group-offsets (earliest when none committed) | earliest-offset | latest-offset
     startup_mode: str = "group-offsets"
-    parallelism: int = 2
+    # None: the cluster's setting under `flink run`, else the default in flink_job/environment.py (2, 60 s, rocksdb)
+    parallelism: int | None = None
     watermark_delay_seconds: int = 5  # bounded out-of-orderness of event time
     idle_timeout: str = "30 s"  # a partition without records this long stops holding back the watermark
-    checkpoint_interval: str = "60 s"
-    state_backend: str = "rocksdb"
-    checkpoint_dir: str | None = None  # default: file://$DATA_DIR/flink/checkpoints
+    checkpoint_interval: str | None = None
+    state_backend: str | None = None
+    # Root of the job's checkpoints (its folder is <root>/<group_id>); None: the cluster's, else $DATA_DIR/flink/...
+    checkpoint_dir: str | None = None
     # A retained checkpoint (.../chk-N) or savepoint to restore from: Paimon commits on checkpoints, so only
-    # a restore from one (not Kafka group offsets alone) resumes a crashed run exactly once.
+    # a restore from one (not Kafka group offsets alone) resumes a crashed run exactly once. None with ``resume``:
+    # the newest retained checkpoint or savepoint of this job, if there is one (flink_job/checkpoints.py).
     restore_from: str | None = None
+    resume: bool = True
     job_name: str = "user-actions-pipeline"
     action_types: tuple[str, ...] = field(default=(), repr=False)  # empty = the contract's list
     # Any other Flink option for this job, over the defaults (e.g. rest.port, a state backend tuning option).
     flink_conf: tuple[tuple[str, str], ...] = ()
 
     def validate(self) -> None:
-        if self.state_backend not in STATE_BACKENDS:
+        if self.state_backend is not None and self.state_backend not in STATE_BACKENDS:
             raise UserError(f"state backend '{self.state_backend}' is not one of {', '.join(STATE_BACKENDS)}")
-        if self.parallelism < 1:
+        if self.parallelism is not None and self.parallelism < 1:
             raise UserError("parallelism must be at least 1")
         if self.watermark_delay_seconds < 0:
             raise UserError("watermark delay must not be negative")
@@ -69,13 +73,16 @@ class JobConfig:
             "--realtime-aggregations-topic", self.realtime_aggregations_topic,
             "--group-id", self.group_id,
             "--startup-mode", self.startup_mode,
-            "--parallelism", str(self.parallelism),
             "--watermark-delay", str(self.watermark_delay_seconds),
             "--idle-timeout", self.idle_timeout,
-            "--checkpoint-interval", self.checkpoint_interval,
-            "--state-backend", self.state_backend,
             "--job-name", self.job_name,
         ]
+        for flag, value in (("--parallelism", self.parallelism), ("--checkpoint-interval", self.checkpoint_interval),
+                            ("--state-backend", self.state_backend)):
+            if value is not None:
+                argv += [flag, str(value)]
+        if not self.resume:
+            argv.append("--fresh")
         if self.checkpoint_dir:
             argv += ["--checkpoint-dir", self.checkpoint_dir]
         if self.restore_from:

@@ -7,12 +7,13 @@ bounded run to finish) or under ``flink run -py`` (submits and returns; never wa
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from base.config import Settings
+from base.config import Settings, under_flink_run
 from base.contract import MAX_USERS
-from flink_job import sql_text
-from flink_job.environment import job_options
+from flink_job import checkpoints, sql_text
+from flink_job.environment import checkpoint_folders, job_options
 from flink_job.job_config import JobConfig
 from lakehouse import catalog as lake_catalog
 from lakehouse.tables import TABLES
@@ -84,8 +85,12 @@ def build(settings: Settings, job: JobConfig, lake_only: bool = False,
     measures what the aggregates and each variant cost.
     """
     job.validate()
-    options = {**job_options(settings, job), **(extra or {})}
-    t_env = create_stream_table_env(settings, parallelism=job.parallelism, extra=options)
+
+    def options(configured: dict[str, str] | None) -> dict[str, str]:
+        resumed = with_restore_point(settings, job, configured)
+        return {**job_options(settings, resumed, configured), **(extra or {})}
+
+    t_env = create_stream_table_env(settings, options, under_cluster=under_flink_run())
     create_lake_tables(t_env, settings)
     params = sql_params(settings, job)
     statement_set = t_env.create_statement_set()
@@ -98,6 +103,32 @@ def build(settings: Settings, job: JobConfig, lake_only: bool = False,
             else:
                 t_env.execute_sql(statement)
     return t_env, statement_set
+
+
+def with_restore_point(settings: Settings, job: JobConfig, configured: dict[str, str] | None) -> JobConfig:
+    """``job`` restoring from its newest retained checkpoint or savepoint, unless it names one (--restore-from),
+    starts fresh (--fresh) or is bounded (a bounded Kafka source restored from a checkpoint never finishes,
+    FLINK-31006). Says in one line what it chose."""
+    if job.restore_from or not job.resume or job.bounded:
+        if job.restore_from:
+            print(f"job: restoring from {job.restore_from} (--restore-from)", flush=True)
+        return job
+    folders = checkpoint_folders(settings, job, configured or {})
+    found = checkpoints.latest(settings, folders)
+    if found is None:
+        print(f"job: no retained checkpoint of consumer group {job.group_id} in {folders[0]}: starting from the "
+              f"Kafka group's offsets ({job.startup_mode})", flush=True)
+        return job
+    print(f"job: resuming from the latest retained {found.kind} of consumer group {job.group_id}: {found.path} "
+          f"(taken {_ago(found.taken_at)}; start with --fresh to ignore it)", flush=True)
+    return replace(job, restore_from=found.path)
+
+
+def _ago(epoch_s: float) -> str:
+    import time
+
+    seconds = max(0, int(time.time() - epoch_s))
+    return f"{seconds} s ago" if seconds < 120 else f"{seconds // 60} min ago"
 
 
 def explain(settings: Settings, job: JobConfig) -> str:

@@ -7,6 +7,7 @@ cap it); the standalone cluster is local_services/flink_cluster.py.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from base.config import Settings
@@ -40,26 +41,42 @@ def create_table_env(
 
 
 def create_stream_table_env(
-    settings: Settings, parallelism: int = 1, extra: dict[str, str] | None = None
+    settings: Settings, options: Callable[[dict[str, str] | None], dict[str, str]],
+    under_cluster: bool = False,
 ) -> StreamTableEnvironment:
-    """A streaming TableEnvironment that can also hand tables to and from DataStreams."""
+    """A streaming TableEnvironment that can also hand tables to and from DataStreams.
+
+    ``options`` receives what the environment is already configured with when ``under_cluster`` (``flink run``:
+    the cluster's config.yaml plus ``-p``/``-D``), None in the local mini-cluster, and returns the job's options,
+    which are applied on top (flink_job/environment.py decides which of them yield).
+    """
     from pyflink.common import Configuration
     from pyflink.datastream import StreamExecutionEnvironment
     from pyflink.table import StreamTableEnvironment
 
-    config = Configuration()
-    for key, value in (extra or {}).items():
-        config.set_string(key, value)
-    env = StreamExecutionEnvironment.get_execution_environment(config)
+    def as_configuration(values: dict[str, str]) -> Configuration:
+        config = Configuration()
+        for key, value in values.items():
+            config.set_string(key, value)
+        return config
+
+    if under_cluster:
+        env = StreamExecutionEnvironment.get_execution_environment()
+        job_options = options(dict(env._j_stream_execution_environment.getConfiguration().toMap()))
+        env.configure(as_configuration(job_options))
+    else:  # the mini-cluster is created from the configuration given here (managed memory, restore path)
+        job_options = options(None)
+        env = StreamExecutionEnvironment.get_execution_environment(as_configuration(job_options))
     env.add_jars(*connector_jars(settings))  # also puts them on the client's class loader (catalog creation)
-    return _configure(StreamTableEnvironment.create(env), settings, parallelism, extra)
+    return _configure(StreamTableEnvironment.create(env), settings, None, job_options)
 
 
-def _configure(t_env, settings: Settings, parallelism: int, extra: dict[str, str] | None):
+def _configure(t_env, settings: Settings, parallelism: int | None, extra: dict[str, str] | None):
     conf = t_env.get_config()
     # pipeline.jars are shipped with the job, so the same setting serves the mini-cluster and `flink run`.
     conf.set("pipeline.jars", ";".join(connector_jars(settings)))
-    conf.set("parallelism.default", str(parallelism))
+    if parallelism is not None:
+        conf.set("parallelism.default", str(parallelism))
     for key, value in (extra or {}).items():
         conf.set(key, value)
     return t_env

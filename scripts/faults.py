@@ -71,8 +71,9 @@ def flink_log_dir(log: Path) -> Path:
 
 
 def completed_checkpoints(checkpoint_dir: Path) -> list[Path]:
-    """Completed checkpoints (``<job-id>/chk-N`` with ``_metadata``), oldest first."""
-    found = [p.parent for p in checkpoint_dir.glob("*/chk-*/_metadata")]
+    """Completed checkpoints under a checkpoint root (``<group>/<job-id>/chk-N`` with ``_metadata``), oldest
+    first."""
+    found = [p.parent for p in checkpoint_dir.rglob("chk-*/_metadata")]
     return sorted(found, key=lambda p: (p.stat().st_mtime, int(p.name.split("-")[1])))
 
 
@@ -205,7 +206,9 @@ class LoggedCheckpoint:
     at: float  # epoch seconds of the log line (Flink logs in the machine's local time)
 
     def path(self, checkpoint_dir: Path) -> Path:
-        return checkpoint_dir / self.job_id / f"chk-{self.number}"
+        """Its folder under the checkpoint root (``<root>/<consumer group>/<job-id>/chk-N``)."""
+        found = sorted(checkpoint_dir.glob(f"*/{self.job_id}/chk-{self.number}"))
+        return found[0] if found else checkpoint_dir / "?" / self.job_id / f"chk-{self.number}"
 
 
 def logged_checkpoints(job: JobProcess) -> list[LoggedCheckpoint]:

@@ -34,6 +34,15 @@ def unique_name() -> str:
     return f"t_{uuid.uuid4().hex[:10]}"
 
 
+def free_port() -> int:
+    """A TCP port nothing listens on right now (the kernel's pick), so concurrent runs never collide."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def pid_running(pid: int) -> bool:
     """The process exists and is not a zombie waiting for its parent (or init) to reap it."""
     import os

@@ -255,14 +255,9 @@ def test_clear_errors(services: Settings, unique_name: str, tmp_path: Path) -> N
     with pytest.raises(UserError, match="not reachable"):
         preflight.check_warehouse(replace(services, paimon_warehouse="s3://no-such-bucket-here/x"))
     with pytest.raises(UserError, match="jar flink-sql-connector-kafka"):
-        from local_services import flink_runtime as environment
+        from local_services import flink_runtime
 
-        class NoJars(Settings):
-            @property
-            def jars_dir(self) -> Path:
-                return tmp_path
-
-        environment.connector_jars(NoJars(**{f: getattr(services, f) for f in services.__dataclass_fields__}))
+        flink_runtime.connector_jars(replace(services, jars_dir=tmp_path))
 
 
 def test_explain_scans_the_source_once_for_all_five_inserts(services: Settings, unique_name: str, tmp_path,

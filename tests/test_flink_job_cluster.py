@@ -1,45 +1,123 @@
 """`pipeline flink-cluster start --taskmanagers 2|status|stop` and `pipeline job --submit`, as a user types them: a
-standalone cluster started from the apache-flink wheel's scripts runs the job with `flink run -py`, and stop leaves
-no process."""
+standalone cluster started the way docker-compose.yml starts its containers (`pipeline flink-daemon` with
+FLINK_PROPERTIES) runs the job with `flink run -py`; what `flink run` and the cluster configure wins over the job's
+defaults; submitting twice starts one job; stop leaves no process."""
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 import time
+import urllib.request
 from dataclasses import replace
 
 import pytest
 
-from base.config import Settings
-from tests.conftest import pid_running
+from base.config import PROJECT_ROOT, Settings
+from tests.conftest import free_port, pid_running
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(400)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 
-def test_flink_run_submission_to_standalone_cluster_completes(services: Settings, unique_name: str, tmp_path) -> None:
+def _rest(settings: Settings, path: str) -> dict:
+    with urllib.request.urlopen(f"{settings.flink_rest}{path}", timeout=10) as resp:
+        return json.load(resp)
+
+
+def _wait_running(settings: Settings, job_id: str, timeout: float = 180) -> None:
+    """Until every task of the job runs (a checkpoint config and vertices to read)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        detail = _rest(settings, f"/jobs/{job_id}")
+        if detail["state"] == "RUNNING" and all(v["status"] == "RUNNING" for v in detail["vertices"]):
+            return
+        assert detail["state"] not in ("FAILED", "CANCELED", "FINISHED"), detail["state"]
+        time.sleep(1)
+    raise AssertionError(f"job {job_id} not running within {timeout:.0f} s")
+
+
+def _cancel(settings: Settings, job_id: str) -> None:
+    urllib.request.urlopen(urllib.request.Request(f"{settings.flink_rest}/jobs/{job_id}?mode=cancel",
+                                                  method="PATCH"), timeout=10).close()
+    deadline = time.monotonic() + 60
+    while _rest(settings, f"/jobs/{job_id}")["state"] != "CANCELED" and time.monotonic() < deadline:
+        time.sleep(1)
+
+
+def _active(settings: Settings, name: str) -> list[dict]:
+    from local_services.flink_cluster import ACTIVE_STATES
+
+    return [j for j in _rest(settings, "/jobs/overview")["jobs"] if j["name"] == name and j["state"] in ACTIVE_STATES]
+
+
+def test_standalone_cluster_runs_the_job_and_yields_to_flink_run_options(
+        services: Settings, unique_name: str, tmp_path) -> None:
     from local_services import flink_cluster
     from tests.test_flink_job import pipeline_cli, prepare_input, read_table, topics_for
 
-    # A private DATA_DIR and REST port: this test's cluster never meets a user's.
-    settings = replace(services, data_dir=tmp_path / "data", flink_rest_port=18081,
+    # A private DATA_DIR and REST port: this test's cluster never meets a user's. The cluster's own config says
+    # hashmap state (the project default is rocksdb): the job must run with the cluster's choice.
+    port = free_port()
+    settings = replace(services, data_dir=tmp_path / "data", flink_rest_port=port,
                        paimon_warehouse=f"file://{tmp_path}/wh")
     job = replace(topics_for(unique_name), parallelism=1)
     events, bad = prepare_input(settings, job)
-    started = pipeline_cli(settings, "flink-cluster", "start", "--taskmanagers", "2", timeout=120)
+    started = pipeline_cli(settings, "flink-cluster", "start", "--taskmanagers", "2",
+                           "-D", "state.backend.type=hashmap", timeout=120)
     try:
         assert started.returncode == 0, started.stderr[-3000:]
         pids = re.fullmatch(r"flink cluster started \(jobmanager pid (\d+), taskmanager pids (\d+), (\d+)\) on "
-                            r"http://127\.0\.0\.1:18081\n", started.stdout)
+                            rf"http://127\.0\.0\.1:{port}\n", started.stdout)
         assert pids, started.stdout
         jm, tm, tm2 = (int(g) for g in pids.groups())
         status = pipeline_cli(settings, "flink-cluster", "status")
         assert status.stdout == (f"flink cluster: jobmanager pid {jm}, taskmanager pids {tm}, {tm2}, healthy on "
-                                 "http://127.0.0.1:18081\n"), status.stdout
+                                 f"http://127.0.0.1:{port}\n"), status.stdout
         # both registered under their resource ids, 2 slots each, with the restart strategy in the cluster config
         registered = {t["id"]: t["slotsNumber"] for t in flink_cluster.registered_taskmanagers(settings)}
         assert registered == {"flink-taskmanager": 2, "flink-taskmanager-2": 2}, registered
-        conf = (settings.data_dir / "flink" / "conf" / "config.yaml").read_text()
-        assert "restart-strategy.type: exponential-delay" in conf
+        conf = (settings.data_dir / "flink" / "conf" / "flink-jobmanager" / "config.yaml").read_text()
+        assert "restart-strategy.type: exponential-delay" in conf and "state.backend.type: hashmap" in conf
+
+        # 1. `flink run -p 1 -D...` exactly as a user types it: -p, -D and the cluster's config win over the job's
+        #    defaults (parallelism 2, 60 s, rocksdb), read back from the running job.
+        streaming = replace(job, bounded=False, parallelism=None, checkpoint_interval=None, state_backend=None,
+                            job_name=f"{unique_name}-yield", group_id=f"{unique_name}_yield")
+        flink = [str(flink_cluster.FLINK_HOME / "bin" / "flink"), "run", "--detached", "-m", f"127.0.0.1:{port}",
+                 "-p", "1", "-Dexecution.checkpointing.interval=7s",
+                 "-py", str(PROJECT_ROOT / "flink_job" / "__main__.py"), "-pyexec", sys.executable,
+                 *streaming.to_argv()]
+        env = {**flink_cluster._env(settings), "FLINK_CONF_DIR": str(flink_cluster.client_conf(settings))}
+        ran = subprocess.run(flink, env=env, capture_output=True, text=True, timeout=240)
+        assert ran.returncode == 0, (ran.stdout + ran.stderr)[-3000:]
+        job_id = re.search(r"JobID ([0-9a-f]{32})", ran.stdout).group(1)
+        _wait_running(settings, job_id)
+        vertices = _rest(settings, f"/jobs/{job_id}")["vertices"]
+        assert vertices and {v["parallelism"] for v in vertices} == {1}, [v["parallelism"] for v in vertices]
+        checkpointing = _rest(settings, f"/jobs/{job_id}/checkpoints/config")
+        assert checkpointing["interval"] == 7000, checkpointing
+        assert checkpointing["state_backend"] == "HashMapStateBackend", checkpointing
+        assert checkpointing["externalization"]["enabled"] is True  # the job's own: retained for a restart
+        _cancel(settings, job_id)
+
+        # 2. `pipeline job --submit` twice: one job; the second finds it and does nothing.
+        first = pipeline_cli(settings, "job", "--submit", *replace(streaming, job_name=f"{unique_name}-once",
+                                                                    group_id=f"{unique_name}_once").to_argv())
+        assert first.returncode == 0, first.stderr[-3000:]
+        assert f"job: no retained checkpoint of consumer group {unique_name}_once" in first.stdout, first.stdout
+        second = pipeline_cli(settings, "job", "--submit", *replace(streaming, job_name=f"{unique_name}-once",
+                                                                     group_id=f"{unique_name}_once").to_argv())
+        assert second.returncode == 0, second.stderr[-3000:]
+        assert re.fullmatch(rf"job {unique_name}-once is already (running|created|initializing) on "
+                            rf"http://127\.0\.0\.1:{port} \([0-9a-f]{{32}}\): nothing to submit\n", second.stdout), \
+            second.stdout
+        once = _active(settings, f"{unique_name}-once")
+        assert len(once) == 1, once
+        _cancel(settings, once[0]["jid"])
+
+        # 3. A bounded run to its end through the CLI.
         submitted = pipeline_cli(settings, "job", "--submit", *job.to_argv())
         assert submitted.returncode == 0, submitted.stderr[-3000:]
         job_id = re.search(r"JobID ([0-9a-f]{32})", submitted.stdout).group(1)
@@ -56,7 +134,7 @@ def test_flink_run_submission_to_standalone_cluster_completes(services: Settings
     assert stopped.stdout == "stopped flink-taskmanager-2, flink-taskmanager, flink-jobmanager\n", stopped.stdout
     assert not pid_running(jm) and not pid_running(tm) and not pid_running(tm2)
     assert pipeline_cli(settings, "flink-cluster", "status").stdout == (
-        "flink cluster: jobmanager pid None, taskmanager pid None, not answering on http://127.0.0.1:18081\n")
+        f"flink cluster: jobmanager pid None, taskmanager pid None, not answering on http://127.0.0.1:{port}\n")
 
     raw, _ = read_table(settings, "user_actions")
     rejected, _ = read_table(settings, "user_actions_rejected")

@@ -1,12 +1,13 @@
-"""Fault: the Flink job (its mini-cluster process) is killed with SIGKILL mid-run and restarted from its last
-retained checkpoint.
+"""Fault: the Flink job (its mini-cluster process) is killed with SIGKILL mid-run and started again with the same
+flags and nothing else, as a user (or ./run.sh) would: it resumes from its own last retained checkpoint by itself.
 
 Invariants, with a known number N of produced events:
 - lake.user_actions holds exactly N rows with N distinct event_ids (nothing lost, nothing twice);
 - ClickHouse's deduplicated aggregates equal the reconciliation from the lake (windows re-emitted after the
   restore replace the earlier rows, they do not add to them).
-Paimon commits on checkpoints, so the restart restores from the checkpoint (``--restore-from``), not from the
-Kafka group offsets alone. The job runs unbounded, as in production (a restored *bounded* Kafka source never
+Paimon commits on checkpoints, so the restart must restore from the checkpoint, not from the Kafka group offsets
+alone: the job finds its newest retained checkpoint under its consumer group's folder (flink_job/checkpoints.py)
+and says so in one line. The job runs unbounded, as in production (a restored *bounded* Kafka source never
 signals its end: FLINK-31006, open in connector 4.0.1); it is stopped once it has committed everything, and
 one later event per partition closes the windows that are compared.
 
@@ -100,7 +101,7 @@ def log_tail(path: Path, chars: int = 3000) -> str:
     return path.read_text(errors="replace")[-chars:] if path.exists() else "(no log)"
 
 
-def test_kill_9_mid_run_then_restore_from_checkpoint_loses_and_duplicates_nothing(
+def test_kill_9_mid_run_then_a_plain_restart_resumes_from_its_checkpoint_and_loses_nothing(
         services, unique_name, tmp_path, chdb_scratch) -> None:
     settings = replace(services, paimon_warehouse=f"file://{tmp_path}/wh", data_dir=tmp_path / "data")
     checkpoints = tmp_path / "checkpoints"
@@ -148,9 +149,13 @@ def test_kill_9_mid_run_then_restore_from_checkpoint_loses_and_duplicates_nothin
         assert (checkpoint / "_metadata").exists(), f"{checkpoint} is not retained: {list(checkpoints.rglob('*'))}"
         assert committed_at_kill < EVENTS, f"all {committed_at_kill} rows were committed before the kill: lower RATE"
 
-        # 3. Restart from the retained checkpoint while records may still arrive.
+        # 3. Start the same job again, no --restore-from, while records may still arrive: it finds the checkpoint.
         t_restart, restarted_at = time.monotonic(), time.time()
-        second = faults.start_job(settings, replace(job, restore_from=str(checkpoint)), tmp_path / "job-2.log")
+        second = faults.start_job(settings, job, tmp_path / "job-2.log")
+        wait_until(lambda: "job: resuming from" in log_tail(second.log) or not second.alive(), JOB_START_TIMEOUT,
+                   "the restarted job to say where it resumes from", lambda: seen(second))
+        assert (f"job: resuming from the latest retained checkpoint of consumer group {job.group_id}: "
+                f"{checkpoint.as_uri()} ") in log_tail(second.log), log_tail(second.log)
         try:
             rc = producer.wait(PRODUCER_TIMEOUT)
         except subprocess.TimeoutExpired:
