@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
-from base.contract import AGGREGATE_TOPICS, AGGREGATES_BY_NAME
+from base.contract import AGGREGATE_TOPICS, AGGREGATES, AGGREGATES_BY_NAME
 
 SCHEMA_DIR = Path(__file__).resolve().parent / "schema"
 ANALYTICS_SQL = SCHEMA_DIR / "analytics.sql"
 KAFKA_ENGINE_SQL = SCHEMA_DIR / "kafka_engine.sql"
+KAFKA_ENGINE_CHECKED_SQL = SCHEMA_DIR / "kafka_engine_checked.sql"
 CLUSTER_SQL = SCHEMA_DIR / "cluster.sql"
 
 DEFAULT_DATABASE = "analytics"
@@ -60,10 +61,29 @@ def analytics_statements(options: SchemaOptions) -> list[str]:
 
 
 def kafka_engine_statements(options: SchemaOptions, kafka_brokers: str, consumer_group: str) -> list[str]:
+    """For each aggregate of the contract: its Kafka-engine queue and the two views that split what it reads
+    between the aggregate table and the dead-letter table (kafka_engine.sql)."""
     if not _BROKERS.match(kafka_brokers):
         raise ValueError(f"kafka brokers '{kafka_brokers}' must be host:port[,host:port]")
     check_identifier(consumer_group.replace("-", "_"), "consumer group")
-    return statements(KAFKA_ENGINE_SQL, db=options.database, kafka_brokers=kafka_brokers, consumer_group=consumer_group)
+    out: list[str] = []
+    for spec in AGGREGATES:
+        action = "action_type" in spec.key_columns
+        values = {
+            "db": options.database, "name": spec.name, "count_column": spec.count_column,
+            "window_minutes": spec.window_minutes, "kafka_brokers": kafka_brokers, "consumer_group": consumer_group,
+            "action_type_column": "\n    action_type   String," if action else "",
+            "action_type_select": " action_type AS at," if action else "",
+            "action_type_final": " at AS action_type," if action else "",
+            "action_type_reason": "\n        at = '', 'empty action_type'," if action else "",
+        }
+        checked = _without_comments(Template(KAFKA_ENGINE_CHECKED_SQL.read_text()).substitute(values))
+        out += statements(KAFKA_ENGINE_SQL, **values, checked=checked)
+    return out
+
+
+def _without_comments(text: str) -> str:
+    return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--")).strip()
 
 
 def cluster_statements(options: SchemaOptions, cluster: str) -> list[str]:

@@ -15,7 +15,7 @@ from base.errors import UserError
 from clickhouse.api import Api, make_server
 from clickhouse.loader import Loader, LoaderMetrics, LoaderOptions
 from clickhouse.schema import SchemaOptions
-from clickhouse.store import ThreadClients, apply_schema
+from clickhouse.store import ThreadClients, apply_schema, redactor
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,7 @@ class Service:
         self.clients = ThreadClients(self.settings.clickhouse_dsn)
         self.stop_event = threading.Event()
         self.metrics = LoaderMetrics()
+        self.redact = redactor(self.settings.clickhouse_dsn)
         self._threads: list[threading.Thread] = []
         self.server = None
 
@@ -58,7 +59,7 @@ class Service:
         apply_schema(self.clients.get(), self.schema)
         if self.loader_options is not None:
             loader = Loader(self.settings.kafka_client_config(), self.clients.get, self.loader_options,
-                            self.metrics)
+                            self.metrics, redact=self.redact)
             self._threads.append(threading.Thread(target=self._run_loader, args=(loader,), name="loader",
                                                   daemon=True))
         for name, run in self.companions:
@@ -92,7 +93,7 @@ class Service:
                 loader.run(self.stop_event)
             except Exception as exc:  # keep serving the API; restart the loader after a pause
                 log.exception("loader stopped with an error; restarting in 5 s")
-                self.metrics.set(last_error=f"loader: {exc}")
+                self.metrics.set(last_error=self.redact(f"loader: {exc}"))
                 self.stop_event.wait(5)
 
     def _run_companion(self, name: str, run: Companion) -> None:

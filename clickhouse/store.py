@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -43,6 +43,9 @@ def connect(dsn: str) -> Client:
         path.mkdir(parents=True, exist_ok=True)
     try:
         return clickhouse_connect.get_client(dsn=dsn, settings=QUERY_SETTINGS)
+    except ImportError:
+        raise UserError("the embedded ClickHouse needs chDB, which this install left out: pip install "
+                        "'user-actions-pipeline[embedded]', or set CLICKHOUSE_URL to a ClickHouse server") from None
     except ProgrammingError as exc:
         if path is not None:
             raise UserError(
@@ -53,6 +56,11 @@ def connect(dsn: str) -> Client:
         raise UserError(f"clickhouse: cannot connect to {mask_url(dsn)}: {_safe_text(str(exc), dsn)}") from None
     except ClickHouseError as exc:
         raise UserError(f"clickhouse: cannot connect to {mask_url(dsn)}: {_safe_text(str(exc), dsn)}") from None
+
+
+def redactor(dsn: str) -> Callable[[str], str]:
+    """A function that masks the DSN's password in any text (what the loader shows in /api/status)."""
+    return lambda text: _safe_text(text, dsn)
 
 
 def _safe_text(text: str, dsn: str) -> str:

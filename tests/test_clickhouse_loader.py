@@ -1,5 +1,6 @@
-"""Loader against the real local Kafka: exact rows, bad records counted not fatal, offsets committed
-after insert, and a replay of the same offsets leaves the query results unchanged."""
+"""Loader against the real local Kafka: exact rows, every bad record in the dead-letter table and never fatal,
+offsets committed after insert, a replay of the same offsets leaves the query results unchanged, an insert the
+server refuses for its size is split, and a ClickHouse outage longer than max.poll.interval.ms loses nothing."""
 
 from __future__ import annotations
 
@@ -64,12 +65,12 @@ def env(services):
     recs, bad = records()
     for table, key, value in recs:
         producer.produce(by_table[table], key=key.encode(), value=value.encode())
-    producer.produce(by_table["user_aggregations"], key=b"tomb", value=None)  # a tombstone is skipped
+    producer.produce(by_table["user_aggregations"], key=b"tomb", value=None)  # a tombstone: a dead letter too
     assert producer.flush(30) == 0
     clients = ThreadClients(settings.clickhouse_dsn)
     apply_schema(clients.get(), SchemaOptions(database=unique_name))
     yield {"settings": settings, "topics": topics, "db": unique_name, "clients": clients,
-           "produced": len(recs), "bad": bad}
+           "produced": len(recs) + 1, "bad": bad + 1}
     clients.close()
 
 
@@ -84,7 +85,7 @@ def run_loader(env, group: str) -> Loader:
     target = env["produced"]
     while time.monotonic() < deadline:
         m = loader.metrics.snapshot()
-        if m["rows_inserted"] + m["rows_rejected"] >= target and m["tombstones_skipped"] >= 1:
+        if m["rows_inserted"] + m["rows_rejected"] >= target:
             break
         time.sleep(0.2)
     stop.set()
@@ -118,9 +119,17 @@ def test_loader_inserts_exact_rows_and_replay_changes_nothing(env):
     unique_name = env["db"]
     loader = run_loader(env, f"{unique_name}_g1")
     m = loader.metrics.snapshot()
-    assert m["rows_rejected"] == env["bad"]
+    assert m["rows_rejected"] == env["bad"] and m["rejected_by_topic"] == {
+        next(t for t, k in env["topics"].items() if k == "user_aggregations"): env["bad"]}
     assert m["rows_inserted"] == env["produced"] - env["bad"]
     assert m["lag_total"] == 0
+    # every bad record is a dead letter: its place in Kafka, its bytes, and why
+    dead = env["clients"].get().query(f"SELECT raw_value, reason FROM {env['db']}.aggregate_rejects FINAL "
+                                      "ORDER BY partition, offset").result_rows
+    assert len(dead) == env["bad"]
+    assert {raw for raw, _ in dead} >= {"not json", "[1, 2]", "", '{"user_id": 5}'}
+    assert any(reason.startswith("user_id -3 out of range") for _, reason in dead)
+    assert any(reason.startswith("null value (a tombstone)") for _, reason in dead)
     first = results(env)
     assert first["agg"] == [(300, sum(u + 1 for u in range(1, 301)))]
     w = DAY + timedelta(hours=8)
@@ -199,3 +208,130 @@ def test_service_runs_the_loader_and_reports_lag_and_rate(env):
         assert idle["rows_inserted"] + idle["rows_rejected"] == total and idle["rows_per_second"] == 0.0
     finally:
         service.stop()
+
+
+# -- hostile records and a hostile server ---------------------------------------------------------------------------
+def _topic_and_db(services, name: str, partitions: int = 1) -> tuple[str, str, ThreadClients]:
+    unique = f"t_{uuid.uuid4().hex[:10]}"
+    topic = f"{unique}_{name}"
+    ensure_topics(services, {topic: partitions})
+    clients = ThreadClients(scratch_settings(services).clickhouse_dsn)
+    apply_schema(clients.get(), SchemaOptions(database=unique))
+    return topic, unique, clients
+
+
+def _send(services, topic: str, values: list[bytes]) -> None:
+    producer = Producer({"bootstrap.servers": services.kafka_bootstrap, "linger.ms": 5})
+    for value in values:
+        producer.produce(topic, key=b"k", value=value)
+    assert producer.flush(30) == 0
+
+
+def _run_until(loader: Loader, done, timeout: float, during=None) -> None:
+    stop = threading.Event()
+    thread = threading.Thread(target=loader.run, args=(stop,))
+    thread.start()
+    try:
+        deadline = time.monotonic() + timeout
+        while not done(loader.metrics.snapshot()):
+            if during is not None:
+                during(loader.metrics.snapshot())
+            assert thread.is_alive() and time.monotonic() < deadline, loader.metrics.snapshot()
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        thread.join(60)
+    assert not thread.is_alive()
+
+
+def _realtime(start: datetime, user: int, version: int = 1) -> bytes:
+    return json.dumps({"window_start": fmt(start), "window_end": fmt(start + timedelta(minutes=5)), "user_id": user,
+                       "total_actions": user, "version": version}).encode()
+
+
+def test_poison_records_are_dead_lettered_and_their_neighbours_loaded(services):
+    """The records that once stopped the loader (a version of 2^63, 1e300 as a time, a 20-digit user_id, year 0),
+    between good ones in one batch: every good record is loaded, each poison is a dead letter, lag 0."""
+    topic, db, clients = _topic_and_db(services, "user_aggregations_realtime")
+    w = DAY + timedelta(hours=9)
+    poison = [
+        _realtime(w, 1)[:-1] + b', "version": 9223372036854775808}',
+        json.dumps({"window_start": fmt(w), "window_end": 1e300, "user_id": 1, "total_actions": 1,
+                    "version": 1}).encode(),
+        _realtime(w, 1).replace(b'"user_id": 1', b'"user_id": 12345678901234567890'),
+        json.dumps({"window_start": "0000-01-01 00:00:00", "window_end": "0000-01-01 00:05:00", "user_id": 1,
+                    "total_actions": 1, "version": 1}).encode(),
+    ]
+    values = [_realtime(w, u) for u in range(1, 11)] + poison + [_realtime(w, u) for u in range(11, 21)]
+    _send(services, topic, values)
+    options = LoaderOptions(group_id=f"{db}_g", batch_rows=1000, max_latency_s=0.3, database=db,
+                            topics={topic: "user_aggregations_realtime"})
+    loader = Loader(services.kafka_client_config(), clients.get, options)
+    _run_until(loader, lambda m: m["rows_inserted"] + m["rows_rejected"] >= len(values) and m["lag_total"] == 0, 90)
+    m = loader.metrics.snapshot()
+    assert (m["rows_inserted"], m["rows_rejected"], m["lag_total"]) == (20, 4, 0), m
+    client = clients.get()
+    assert client.query(f"SELECT user_id FROM {db}.user_aggregations_realtime FINAL ORDER BY user_id").result_rows \
+        == [(u,) for u in range(1, 21)]
+    dead = client.query(f"SELECT offset, reason FROM {db}.aggregate_rejects FINAL ORDER BY offset").result_rows
+    assert [o for o, _ in dead] == [10, 11, 12, 13]
+    assert [r.split(" ", 2)[:2] for _, r in dead] == [
+        ["version", "9223372036854775808"], ["window_end", "1e+300"], ["user_id", "12345678901234567890"],
+        ["window_start", "'0000-01-01"]]
+    clients.close()
+
+
+def test_a_batch_spanning_101_days_is_split_and_loaded(services):
+    """More partitions than one INSERT may create (ClickHouse's max_partitions_per_insert_block, 100): the server
+    refuses the block for what it holds, the loader halves it until each part is accepted; nothing dead-lettered."""
+    topic, db, clients = _topic_and_db(services, "user_aggregations")
+    first = DAY - timedelta(days=120)
+    values = [json.dumps({"window_start": fmt(first + timedelta(days=d)),
+                          "window_end": fmt(first + timedelta(days=d, hours=2)), "user_id": 7, "total_actions": d + 1,
+                          "version": 1}).encode() for d in range(101)]
+    _send(services, topic, values)
+    options = LoaderOptions(group_id=f"{db}_g", batch_rows=1000, max_latency_s=1.0, database=db,
+                            topics={topic: "user_aggregations"})
+    loader = Loader(services.kafka_client_config(), clients.get, options)
+    _run_until(loader, lambda m: m["rows_inserted"] + m["rows_rejected"] >= 101 and m["lag_total"] == 0, 90)
+    m = loader.metrics.snapshot()
+    assert (m["rows_inserted"], m["rows_rejected"]) == (101, 0) and m["splits"] >= 1, m
+    assert clients.get().query(f"SELECT count(), sum(total_actions) FROM {db}.user_aggregations FINAL").result_rows \
+        == [(101, sum(range(1, 102)))]
+    clients.close()
+
+
+def test_a_clickhouse_outage_longer_than_max_poll_interval_loses_nothing(services):
+    """The target table is taken away (DETACH) while records arrive, for longer than the consumer may go without
+    polling (max.poll.interval.ms 7 s here); inserts fail as the server refuses them, the loader keeps its group
+    membership by polling paused partitions, and once the table is back every record is loaded, once."""
+    topic, db, clients = _topic_and_db(services, "user_aggregations_realtime", partitions=2)
+    w = DAY + timedelta(hours=11)
+    options = LoaderOptions(group_id=f"{db}_g", batch_rows=100, max_latency_s=0.2, database=db, retry_max_s=1.0,
+                            topics={topic: "user_aggregations_realtime"},
+                            kafka={"session.timeout.ms": "6000", "heartbeat.interval.ms": "1000",
+                                   "max.poll.interval.ms": "7000"})
+    loader = Loader(services.kafka_client_config(), clients.get, options)
+    admin = clients.get()
+    phase = {"detached_at": None, "attached": False}
+
+    def during(m: dict) -> None:
+        if phase["detached_at"] is None and m["rows_inserted"] >= 50:
+            admin.command(f"DETACH TABLE {db}.user_aggregations_realtime")
+            phase["detached_at"] = time.monotonic()
+            _send(services, topic, [_realtime(w, u) for u in range(51, 301)])  # arrive during the outage
+        elif (phase["detached_at"] is not None and not phase["attached"]
+              and time.monotonic() - phase["detached_at"] > 15):
+            assert m["waiting_for_clickhouse_s"] and m["insert_failures"] > 0, m
+            admin.command(f"ATTACH TABLE {db}.user_aggregations_realtime")
+            phase["attached"] = True
+
+    _send(services, topic, [_realtime(w, u) for u in range(1, 51)])
+    _run_until(loader, lambda m: phase["attached"] and m["rows_inserted"] >= 300 and m["lag_total"] == 0, 180,
+               during=during)
+    m = loader.metrics.snapshot()
+    assert (m["rows_inserted"], m["rows_rejected"], m["waiting_for_clickhouse_s"]) == (300, 0, None), m
+    assert "UNKNOWN_TABLE" in m["last_error"] or "60" in m["last_error"]
+    assert admin.query(f"SELECT count(), uniqExact(user_id) FROM {db}.user_aggregations_realtime FINAL").result_rows \
+        == [(300, 300)]
+    clients.close()

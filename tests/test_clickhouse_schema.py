@@ -30,6 +30,7 @@ def test_schema_applies_twice_and_creates_tables_and_views(client, unique_name):
     for table in schema.TABLES:
         assert names[table] == "ReplacingMergeTree"
         assert names[f"{table}_final"] == "View"
+    assert names["aggregate_rejects"] == "ReplacingMergeTree"  # the dead letters, keyed by their place in Kafka
     ddl = client.command(f"SHOW CREATE TABLE {unique_name}.user_aggregations_realtime")
     assert "toIntervalDay(7)" in ddl and "PARTITION BY toDate(window_start)" in ddl
     assert "ReplacingMergeTree(version)" in ddl and "ORDER BY (window_start, user_id)" in ddl
@@ -64,18 +65,3 @@ def test_server_variants_parse(client, variant):
         # formatQuery parses with the engine's own SQL parser without executing.
         formatted = client.query("SELECT formatQuery({q:String})", parameters={"q": stmt}).result_rows[0][0]
         assert formatted.split()[0] == "CREATE"
-
-
-def test_kafka_engine_materialized_view_select_runs(client, unique_name):
-    """The Kafka-engine MVs' conversion SELECT, run over a literal JSON sample (string and epoch-ms times)."""
-    sample = ('{"window_start":"2024-05-01 10:00:00.000","window_end":1714564800000,'
-              '"user_id":9,"total_actions":4,"version":1}')
-    sql = ("SELECT if(match(window_start, '^[0-9]+$'), fromUnixTimestamp64Milli(toInt64(window_start), 'UTC'), "
-           "parseDateTime64BestEffort(window_start, 3, 'UTC')) AS ws, "
-           "if(match(window_end, '^[0-9]+$'), fromUnixTimestamp64Milli(toInt64(window_end), 'UTC'), "
-           "parseDateTime64BestEffort(window_end, 3, 'UTC')) AS we, user_id "
-           "FROM format(JSONEachRow, 'window_start String, window_end String, user_id UInt32', {s:String})")
-    ws, we, user = client.query(sql, parameters={"s": sample}).result_rows[0]
-    assert (ws.hour, we.hour, user) == (10, 12, 9)
-    text = schema.KAFKA_ENGINE_SQL.read_text()
-    assert text.count("parseDateTime64BestEffort(window_start, 3, 'UTC')") == 3

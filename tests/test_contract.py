@@ -45,9 +45,11 @@ def test_flink_sink_matches_the_contract(spec: AggregateSpec) -> None:
 
 @pytest.mark.parametrize("variant", SCHEMA_VARIANTS)
 def test_clickhouse_ddl_variants_match_the_contract(variant: str) -> None:
-    from clickhouse.schema import SCHEMA_DIR
+    from clickhouse.schema import SCHEMA_DIR, SchemaOptions, kafka_engine_statements
 
     text = (SCHEMA_DIR / variant).read_text()
+    if variant == "kafka_engine.sql":  # a template of one aggregate, rendered for each of the contract's
+        text = ";\n".join(kafka_engine_statements(SchemaOptions(), "broker:9092", "group"))
     for spec in AGGREGATES:
         assert _columns(text, SCHEMA_VARIANTS[variant].format(name=spec.name)) == list(spec.columns), spec.name
         if variant != "kafka_engine.sql":

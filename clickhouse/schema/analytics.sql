@@ -81,3 +81,21 @@ ENGINE = ReplacingMergeTree(restated_at)
 PARTITION BY toDate(slot_start)
 ORDER BY slot_start
 TTL toDateTime(slot_start) + INTERVAL ${window_ttl_days} DAY;
+
+-- The dead letters of the aggregate path: every aggregate record that cannot be loaded (it does not parse, breaks the
+-- contract, or the server refuses it for what it holds), with its topic, partition, offset, bytes as read and the
+-- reason, written by the loader (clickhouse/loader.py) or the Kafka-engine views (kafka_engine.sql). Keyed by the
+-- record's place in Kafka, so a replayed batch does not add a second copy.
+CREATE TABLE IF NOT EXISTS ${db}.aggregate_rejects
+(
+    topic       LowCardinality(String),
+    partition   UInt32,
+    offset      UInt64,
+    raw_key     String,
+    raw_value   String,
+    reason      String,
+    rejected_at DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree(rejected_at)
+ORDER BY (topic, partition, offset)
+TTL toDateTime(rejected_at) + INTERVAL 90 DAY;

@@ -76,3 +76,17 @@ ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/all/${db}/restatements
 PARTITION BY toDate(slot_start)
 ORDER BY slot_start
 TTL toDateTime(slot_start) + INTERVAL ${window_ttl_days} DAY;
+
+CREATE TABLE IF NOT EXISTS ${db}.aggregate_rejects ON CLUSTER '${cluster}'
+(
+    topic       LowCardinality(String),
+    partition   UInt32,
+    offset      UInt64,
+    raw_key     String,
+    raw_value   String,
+    reason      String,
+    rejected_at DateTime64(3, 'UTC')
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/all/${db}/aggregate_rejects', '{replica}', rejected_at)
+ORDER BY (topic, partition, offset)
+TTL toDateTime(rejected_at) + INTERVAL 90 DAY;
