@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The local demo. Does its own set-up (idempotent), then starts the local services.
+# The local demo. Does its own set-up (idempotent; only what the demo runs: no test tooling, no root, no npm),
+# then starts the local services.
 # Later parts extend it into the whole pipeline (see README).
 set -euo pipefail
 cd "$(dirname "$0")"

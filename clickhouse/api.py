@@ -16,14 +16,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
-from base.config import PROJECT_ROOT
 from clickhouse.queries import WINDOW_TABLES, Queries
 from clickhouse.store import ThreadClients
 
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-VENDOR_DIR = PROJECT_ROOT / ".cache" / "vendor"  # filled by scripts/setup.d/clickhouse.sh, git-ignored
+VENDOR_DIR = STATIC_DIR / "vendor"  # third-party files, package data in the repository (scripts/vendor_chartjs.sh)
 STATIC_FILES = {  # URL path -> file; nothing else on disk is reachable
     "/": STATIC_DIR / "dashboard.html",
     "/static/dashboard.js": STATIC_DIR / "dashboard.js",
@@ -247,7 +246,7 @@ def make_handler(api: Api) -> type[BaseHTTPRequestHandler]:
         def _file(self, path: Path) -> None:
             if not path.is_file():
                 return self._json(HTTPStatus.NOT_FOUND, {
-                    "error": f"{path.name} is missing; run scripts/setup.sh (it vendors the chart library)",
+                    "error": f"{path.name} is missing from the installed package (a packaging error): reinstall it",
                     "status": 404})
             data = path.read_bytes()
             self._send(HTTPStatus.OK, data, CONTENT_TYPES.get(path.suffix, "application/octet-stream"))

@@ -24,8 +24,11 @@ CHARTS = ("events", "actionTypes", "topUsers", "distribution")
 
 @pytest.fixture(scope="module")
 def dashboard(settings):
-    if not Path(CHROMIUM).exists() or not STATIC_FILES["/static/vendor/chart.umd.min.js"].exists():
-        pytest.fail("chromium or the vendored chart.js is missing: run scripts/setup.sh")
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Chromium is missing: sudo apt-get install chromium (needed only by this test)", pytrace=False)
+    if not STATIC_FILES["/static/vendor/chart.umd.min.js"].exists():
+        pytest.fail("chart.js is missing from clickhouse/static/vendor (package data): scripts/vendor_chartjs.sh",
+                    pytrace=False)
     db = f"t_{uuid.uuid4().hex[:10]}"
     service = Service(scratch_settings(settings), SchemaOptions(database=db), loader_options=None, port=0)
     service.start()

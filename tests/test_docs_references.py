@@ -33,11 +33,7 @@ URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://\S+")
 MD = ".md"  # names below are spelled "NAME{MD}", so that this file does not reference them itself
 
 # References to documents that are, by design, not in the repository: (referencing file, reference) -> why.
-ALLOWED_EXTERNAL = {
-    ("scripts/setup.d/clickhouse.sh", f"tmp/package/LICENSE{MD}"):
-        "chart.js's own licence inside its npm tarball ($tmp/package), copied next to the vendored "
-        "chart.umd.min.js under .cache/ at set-up time; not a document of this repository",
-}
+ALLOWED_EXTERNAL: dict[tuple[str, str], str] = {}
 
 
 @cache
