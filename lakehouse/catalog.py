@@ -33,8 +33,13 @@ def flink_catalog_options(settings: Settings) -> dict[str, str]:
 
 
 def flink_create_catalog_sql(settings: Settings) -> str:
-    opts = ",\n  ".join(f"'{k}' = '{v}'" for k, v in flink_catalog_options(settings).items())
+    """The DDL with every option as an escaped SQL literal: a key or secret with a quote cannot break it."""
+    opts = ",\n  ".join(f"{_literal(k)} = {_literal(v)}" for k, v in flink_catalog_options(settings).items())
     return f"CREATE CATALOG IF NOT EXISTS {CATALOG_NAME} WITH (\n  {opts}\n)"
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
 
 
 def pypaimon_catalog_options(settings: Settings) -> dict[str, str]:
@@ -46,6 +51,9 @@ def pypaimon_catalog_options(settings: Settings) -> dict[str, str]:
                 "fs.s3.accessKeyId": settings.s3_access_key,
                 "fs.s3.accessKeySecret": settings.s3_secret_key,
                 "fs.s3.region": "us-east-1",
+                # Path-style requests (endpoint/bucket/key), as Flink's S3A above: they work on every S3 server,
+                # MinIO without MINIO_DOMAIN included; virtual hosts (bucket.endpoint) need DNS for each bucket.
+                "fs.s3.path-style-access": "true",
             }
         )
     return options

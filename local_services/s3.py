@@ -51,7 +51,9 @@ def healthy(settings: Settings) -> bool:
         return False
 
 
-def start(settings: Settings, timeout: float = 60.0) -> str:
+def start(settings: Settings, timeout: float = 60.0, virtual_domain: str | None = None) -> str:
+    """Start versitygw on S3_ENDPOINT's port. Path-style only by default, as MinIO runs without MINIO_DOMAIN (every
+    client of the project uses path-style requests); ``virtual_domain`` also answers bucket.<domain> hosts."""
     proc = process(settings)
     if healthy(settings):
         who = f"pid {proc.pid()}" if proc.pid() else "started elsewhere"
@@ -67,18 +69,10 @@ def start(settings: Settings, timeout: float = 60.0) -> str:
         "ROOT_ACCESS_KEY": settings.s3_access_key,
         "ROOT_SECRET_KEY": settings.s3_secret_key,
     }
-    pid = proc.start(
-        [
-            str(VERSITYGW),
-            "--port", f"127.0.0.1:{settings.s3_port}",
-            # pypaimon (pyarrow) always addresses buckets as virtual hosts (bucket.localhost, which
-            # resolves to loopback); Flink's S3A and boto3 use path style on plain localhost.
-            "--virtual-domain", "localhost",
-            "--quiet",
-            "posix", str(root),
-        ],
-        env=env,
-    )
+    argv = [str(VERSITYGW), "--port", f"127.0.0.1:{settings.s3_port}", "--quiet"]
+    if virtual_domain:
+        argv += ["--virtual-domain", virtual_domain]
+    pid = proc.start([*argv, "posix", str(root)], env=env)
     wait_until(lambda: healthy(settings), timeout, "s3", proc)
     return f"s3 started (pid {pid}) on {settings.s3_endpoint}; log {proc.log_file}"
 

@@ -15,6 +15,7 @@ from lakehouse.bucketing import bucket_of
 from lakehouse.clickhouse_paimon import table_function
 from lakehouse.describe import describe
 from lakehouse.tables import USER_ACTIONS
+from tests.conftest import free_port
 from tests.lakehouse_fixtures import DAY_MS, HOUR_MS, chdb_settings, create, warehouse, write
 
 pytestmark = pytest.mark.integration
@@ -83,3 +84,25 @@ def test_clickhouse_paimon_s3_reads_the_same_rows(s3_lake, settings, tmp_path_fa
     expected = {r["event_hour"]: r["rows"] for r in queries.partition_counts(events).rows.to_pylist()}
     assert {h: n for h, n, _ in rows} == expected
     assert all(n == distinct for _, n, distinct in rows)
+
+
+def test_pypaimon_works_with_a_server_that_also_answers_virtual_hosts(services, tmp_path):
+    """The shared server answers path-style requests only (MinIO's default, without MINIO_DOMAIN): every test above
+    runs against it. A private server started with a virtual-host domain as well (MinIO with MINIO_DOMAIN) serves
+    the same path-style client unchanged."""
+    from dataclasses import replace
+
+    from local_services import s3
+
+    private = replace(services, data_dir=tmp_path, s3_endpoint=f"http://127.0.0.1:{free_port()}")
+    s3.start(private, virtual_domain="localhost")
+    try:
+        s3.ensure_bucket(private)
+        lake = warehouse(private, f"s3://{private.s3_bucket}/vhost")
+        events = create(lake, USER_ACTIONS)
+        write(events, synthetic.user_actions(200, BASE_MS, 2 * HOUR_MS, users=10, seed=5))
+        rows = queries.read(events, queries.plan(events))
+        assert rows.num_rows == 200 and pc.count_distinct(rows["event_id"]).as_py() == 200
+        assert any(o["Key"].endswith(".parquet") for o in _objects(private, "vhost/lake.db/user_actions/"))
+    finally:
+        s3.stop(private)
