@@ -52,6 +52,12 @@ def add_job_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--submit", action="store_true",
                    help="submit with `flink run` to the cluster at FLINK_REST_URL (the local one of `pipeline "
                         "flink-cluster start` by default), unless a job of the same name runs there already")
+    p.add_argument("--stop", action="store_true",
+                   help="stop the running job of this name on the cluster at FLINK_REST_URL with a savepoint into "
+                        "its savepoint folder (the next --submit resumes from it: how to upgrade the job)")
+    p.add_argument("--check-running", action="store_true",
+                   help="do not submit: exit 0 if a job of this name is running on the cluster at FLINK_REST_URL, "
+                        "3 if not (the submitter's health check)")
     p.add_argument("--watch", type=float, default=None, metavar="SECONDS",
                    help="with --submit: keep checking every SECONDS and submit again whenever the job is not "
                         "running (e.g. after a JobManager restart); runs until stopped")
@@ -92,6 +98,24 @@ def run_job(args: argparse.Namespace, settings: Settings) -> int:
     job = job_config(args)
     if args.watch is not None and not args.submit:
         raise UserError("--watch needs --submit")
+    if args.stop:
+        from flink_job.environment import checkpoint_folders
+        from local_services import flink_cluster
+
+        target = checkpoint_folders(settings, job, flink_cluster.client_config(settings))[1]
+        print(f"job {job.job_name}: stopped with a savepoint at "
+              f"{flink_cluster.stop_with_savepoint(settings, job.job_name, target)}")
+        return 0
+    if args.check_running:
+        from local_services import flink_cluster
+
+        found = flink_cluster.active_job(settings, job.job_name)
+        if found is None or found["state"] != "RUNNING":
+            print(f"job {job.job_name}: not running on {settings.flink_rest}"
+                  + (f" ({found['state'].lower()})" if found else ""))
+            return 3
+        print(f"job {job.job_name}: running on {settings.flink_rest} ({found['jid']})")
+        return 0
     if args.submit:
         from local_services import flink_cluster
 
@@ -142,11 +166,17 @@ def _daemon_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--conf-dir", type=Path, help="write the config here instead (e.g. a folder of the container's own)")
     p.add_argument("-D", dest="dynamic", action="append", default=[], metavar="KEY=VALUE",
                    help="one more Flink option, over FLINK_PROPERTIES (repeatable)")
+    p.add_argument("--healthcheck", action="store_true",
+                   help="do not start: exit 0 if this daemon is healthy (the JobManager answers at FLINK_REST_URL; a "
+                        "TaskManager is registered there under its host name), else 1")
 
 
 def _daemon_run(args: argparse.Namespace, settings: Settings) -> int:
     from local_services import flink_cluster
 
+    if args.healthcheck:
+        resource = next((d.partition("=")[2] for d in args.dynamic if d.startswith("taskmanager.resource-id=")), None)
+        return 0 if flink_cluster.daemon_healthy(settings, args.role, resource) else 1
     flink_cluster.run_daemon(settings, args.role, name=args.name, conf=args.conf_dir, dynamic=args.dynamic)
 
 

@@ -17,6 +17,7 @@ from flink_job.environment import checkpoint_folders, job_options
 from flink_job.job_config import JobConfig
 from lakehouse import catalog as lake_catalog
 from lakehouse.tables import TABLES
+from local_services.flink_cluster import require_flink
 from local_services.flink_runtime import create_stream_table_env
 
 if TYPE_CHECKING:
@@ -85,6 +86,7 @@ def build(settings: Settings, job: JobConfig, lake_only: bool = False,
     measures what the aggregates and each variant cost.
     """
     job.validate()
+    require_flink()
 
     def options(configured: dict[str, str] | None) -> dict[str, str]:
         resumed = with_restore_point(settings, job, configured)

@@ -12,6 +12,9 @@ from local_services.flink_runtime import connector_jars
 
 
 def check(settings: Settings, job: JobConfig) -> None:
+    from local_services.flink_cluster import require_flink
+
+    require_flink()
     job.validate()
     job.valid_action_types()
     connector_jars(settings)

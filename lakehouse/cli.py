@@ -158,6 +158,9 @@ def _maintain_args(p: argparse.ArgumentParser) -> None:
 
     d = MaintenancePolicy()
     p.add_argument("--once", action="store_true", help="one pass, then exit")
+    p.add_argument("--healthcheck", action="store_true",
+                   help="do not run: exit 0 if the running schedule (same DATA_DIR and --interval) ended a pass "
+                        "within the last three intervals, else 1")
     p.add_argument("--interval", type=float, default=d.interval_s, metavar="SECONDS",
                    help=f"between passes (default: {d.interval_s:.0f})")
     p.add_argument("--no-compact", action="store_true", help="leave compaction to the writer")
@@ -344,6 +347,8 @@ def _maintain_loop(args: argparse.Namespace, settings: Settings) -> int:
     from lakehouse.maintainer import Maintainer
 
     policy = maintenance_policy(args)
+    if args.healthcheck:
+        return 0 if Maintainer(settings, policy, None).healthy() else 1
     if args.once:  # a clear error before starting Flink; the schedule waits for the job to create the table
         open_table(settings, USER_ACTIONS.name)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")

@@ -143,7 +143,26 @@ class Maintainer:
                  "on" if self.policy.restate and self.clickhouse else "off")
         while not stop.is_set():
             self.tick()
+            self.beat()
             stop.wait(self.policy.interval_s)
+
+    @property
+    def heartbeat_file(self):  # -> Path
+        return self.settings.run_dir / "lake-maintenance.heartbeat"
+
+    def beat(self) -> None:
+        """Touch the heartbeat after a pass (failed steps included: they are retried and logged); its age is the
+        health check of a running schedule (``pipeline lake maintain --healthcheck``)."""
+        self.heartbeat_file.parent.mkdir(parents=True, exist_ok=True)
+        self.heartbeat_file.write_text(f"{time.time():.0f}\n")
+
+    def healthy(self) -> bool:
+        """A pass ended within the last three intervals (plus a minute for a long pass)."""
+        try:
+            age = time.time() - self.heartbeat_file.stat().st_mtime
+        except FileNotFoundError:
+            return False
+        return age <= 3 * self.policy.interval_s + 60
 
     # -- steps ---------------------------------------------------------------------------------------
     def _step(self, report: TickReport, what: str, action: Callable[[], None]) -> None:

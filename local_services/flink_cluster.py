@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -47,6 +48,13 @@ def _flink_home() -> Path:
 
 
 FLINK_HOME = _flink_home()
+
+
+def require_flink() -> None:
+    """Flink comes with the [flink] extra (apache-flink): a clear line when an install left it out."""
+    if not (FLINK_HOME / "bin").is_dir():
+        raise UserError("Flink is not installed in this environment: pip install 'user-actions-pipeline[flink]' "
+                        "(the [flink] extra; ./run.sh installs it)")
 
 # Flink's own config.yaml (the wheel's template) binds every daemon to localhost. `flink-daemon` drops these keys so the
 # deployment decides: the local cluster passes loopback addresses, compose 0.0.0.0 and the JobManager's service name.
@@ -158,6 +166,7 @@ def run_daemon(settings: Settings, role: str, name: str | None = None, conf: Pat
     """
     if role not in ("jobmanager", "taskmanager"):
         raise UserError(f"flink-daemon: role must be jobmanager or taskmanager, not {role!r}")
+    require_flink()
     require_java()
     properties = parse_properties(settings.flink_properties)
     for option in dynamic:
@@ -165,12 +174,24 @@ def run_daemon(settings: Settings, role: str, name: str | None = None, conf: Pat
         if not sep or not key.strip():
             raise UserError(f"flink-daemon: -D {option!r} is not KEY=VALUE")
         properties[key.strip()] = value.strip()
+    if role == "taskmanager":
+        # Registered under its host name (the container's), so its health check can find itself in the JobManager.
+        properties.setdefault("taskmanager.resource-id", socket.gethostname())
     target = write_conf(conf or conf_dir(settings, name or f"flink-{role}"), daemon_config(properties))
     settings.logs_dir.mkdir(parents=True, exist_ok=True)
     env = {**_env(settings), "FLINK_CONF_DIR": str(target)}
     script = str(FLINK_HOME / "bin" / f"{role}.sh")
     sys.stdout.flush()
     os.execve(script, [script, "start-foreground"], env)
+
+
+def daemon_healthy(settings: Settings, role: str, resource_id: str | None = None) -> bool:
+    """A container's health check: the JobManager's REST API answers; a TaskManager is registered with it (under
+    ``resource_id``, default this host's name, as run_daemon registers it)."""
+    if role == "jobmanager":
+        return _rest_json(settings, "/overview") is not None
+    wanted = resource_id or socket.gethostname()
+    return any(tm.get("id") == wanted for tm in registered_taskmanagers(settings))
 
 
 def local_properties(settings: Settings, taskmanagers: int) -> dict[str, str]:
@@ -253,6 +274,7 @@ def start(settings: Settings, taskmanagers: int = 1, timeout: float = 90.0,
     still alive register with it. ``options`` go over the local cluster's own (``flink-cluster start -D``)."""
     if taskmanagers < 1:
         raise UserError(f"--taskmanagers must be at least 1, not {taskmanagers}")
+    require_flink()
     jm = jobmanager(settings)
     missing = [tm for tm in (taskmanager(settings, n) for n in range(1, taskmanagers + 1)) if tm.pid() is None]
     if jm.pid() and not missing and healthy(settings, taskmanagers):
@@ -346,6 +368,38 @@ def ensure_submitted(settings: Settings, job, watch: float | None = None,
             return 0
 
 
+def stop_with_savepoint(settings: Settings, job_name: str, target: str, timeout: float = 300.0) -> str:
+    """Stop the running job named ``job_name`` with a savepoint into ``target`` (Flink's stop-with-savepoint: sources
+    stop, a last savepoint is taken, sinks commit, the job ends FINISHED); returns the savepoint's path."""
+    import json
+
+    found = active_job(settings, job_name)
+    if found is None or found["state"] != "RUNNING":
+        raise UserError(f"no running job {job_name} on {settings.flink_rest} to stop")
+    body = json.dumps({"targetDirectory": target, "drain": False}).encode()
+    request = urllib.request.Request(f"{settings.flink_rest}/jobs/{found['jid']}/stop", data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as resp:
+        trigger = json.load(resp)["request-id"]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = _rest_json(settings, f"/jobs/{found['jid']}/savepoints/{trigger}") or {}
+        if status.get("status", {}).get("id") == "COMPLETED":
+            operation = status.get("operation") or {}
+            if "location" not in operation:
+                raise UserError(f"stop with savepoint of {job_name} failed: "
+                                f"{str(operation.get('failure-cause', operation))[:300]}")
+            return operation["location"]
+        time.sleep(1)
+    raise UserError(f"stop with savepoint of {job_name} did not finish within {timeout:.0f} s")
+
+
+def client_config(settings: Settings) -> dict[str, str]:
+    """The options the `flink run` client passes on (client_conf's config.yaml), as strings."""
+    config = yaml.safe_load((client_conf(settings) / "config.yaml").read_text()) or {}
+    return {k: _yaml_scalar(v) for k, v in _flatten(config).items()}
+
+
 def client_conf(settings: Settings) -> Path:
     """The `flink run` client's config: FLINK_PROPERTIES when given (the submitter in compose carries the cluster's),
     else the local JobManager's own config, so the cluster's options are the client's too."""
@@ -361,6 +415,7 @@ def client_conf(settings: Settings) -> Path:
 def submit(settings: Settings, job, timeout: float = 300.0) -> str:  # job: flink_job.job_config.JobConfig
     """`flink run -py flink_job/__main__.py` against the cluster at FLINK_REST_URL; returns Flink's output (the
     job's own lines, e.g. which checkpoint it resumes from, and its id)."""
+    require_flink()
     rest = urlparse(settings.flink_rest)
     argv = [
         str(FLINK_HOME / "bin" / "flink"), "run", "--detached",

@@ -1,123 +1,335 @@
-"""docker-compose.yml cannot run here (no Docker engine), so it is checked statically."""
+"""docker-compose.yml and deploy/, checked statically: no Docker engine runs on the development machines.
+
+First the compose specification's own JSON schema (shipped in the compose-go Go module, the library Docker Compose
+is built on; scripts/setup.sh --test fetches it), then one check per class of defect a deployment has hit or would
+hit: an image tag that disagrees with what the project pins, a Python too old for requires-python, state written
+outside a volume, a dependency on a health check that does not exist, a secret in a URL, a service that never
+restarts or has no memory limit, a root container, a Kafka listener the host cannot use. What the checks cannot
+prove (that the images build and the stack comes up) is listed in the README.
+"""
 
 from __future__ import annotations
 
+import json
 import re
+import shlex
+import tomllib
 from pathlib import Path
 
 import pytest
 import yaml
 
-from base.config import PROJECT_ROOT, VARIABLES
+from base.config import PROJECT_ROOT
 
-COMPOSE = yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text())
+COMPOSE_FILE = PROJECT_ROOT / "docker-compose.yml"
+RAW = yaml.safe_load(COMPOSE_FILE.read_text())
+SCHEMA = PROJECT_ROOT / ".cache" / "compose-spec" / "compose-spec.json"
+PYPROJECT = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())
+# One-shot jobs: they run to completion on every `up`, so they restart on failure only and need no health check.
+ONE_SHOT = {"kafka-topics", "minio-init", "clickhouse-init"}
+
+
+def interpolate(text: str, env: dict[str, str]) -> str:
+    """Compose's variable interpolation: ${VAR}, ${VAR:-default}, ${VAR:?error}, $$ for a literal $."""
+    def one(match: re.Match) -> str:
+        if match.group(0) == "$$":
+            return "$$"
+        name, op, arg = match.group(1), match.group(2) or "", match.group(3) or ""
+        value = env.get(name, "")
+        if op == ":-" and not value:
+            return arg
+        if op == ":?" and not value:
+            raise AssertionError(f"${{{name}}} is required: {arg}")
+        return value
+    return re.sub(r"\$\$|\$\{(\w+)(:-|:\?)?([^}]*)\}", one, text)
+
+
+def example_env() -> dict[str, str]:
+    """.env.example with a value in every empty line, as a user fills it in."""
+    env = {}
+    for line in (PROJECT_ROOT / ".env.example").read_text().splitlines():
+        if re.fullmatch(r"[A-Z0-9_]+=.*", line):
+            name, value = line.split("=", 1)
+            env[name] = value or f"example-{name.lower()}"
+    return env
+
+
+COMPOSE = yaml.safe_load(interpolate(COMPOSE_FILE.read_text(), example_env()))
 SERVICES = COMPOSE["services"]
+LONG_RUNNING = sorted(set(SERVICES) - ONE_SHOT)
 
 
-def test_compose_is_a_mapping_of_the_expected_services() -> None:
-    expected = {"kafka-1", "kafka-2", "kafka-3", "minio", "minio-init", "jobmanager", "taskmanager", "job-submitter",
-                "clickhouse", "grafana", "producer", "lake-maintenance"}
-    assert expected <= set(SERVICES)
+def dockerfile(name: str) -> str:
+    return (PROJECT_ROOT / "deploy" / name / "Dockerfile").read_text()
 
 
-@pytest.mark.parametrize("name", sorted(SERVICES))
-def test_every_image_is_pinned(name: str) -> None:
+def final_stage(text: str) -> str:
+    return text[text.rindex("\nFROM "):]
+
+
+def environment(service: str) -> dict[str, str]:
+    env = SERVICES[service].get("environment") or {}
+    return {k: str(v) for k, v in env.items()}
+
+
+def flink_properties(service: str) -> dict[str, str]:
+    return dict(line.split(": ", 1) for line in environment(service)["FLINK_PROPERTIES"].strip().splitlines())
+
+
+def mounts(service: str) -> dict[str, str]:
+    """Container path -> source (named volume or host path) of the service's volumes."""
+    out = {}
+    for volume in SERVICES[service].get("volumes", []):
+        source, target = volume.split(":")[:2]
+        out[target] = source
+    return out
+
+
+def named_volume_at(service: str, path: str) -> bool:
+    """``path`` lies on a named volume mounted by ``service``."""
+    return any(path == target or path.startswith(target.rstrip("/") + "/")
+               for target, source in mounts(service).items() if source in (COMPOSE.get("volumes") or {}))
+
+
+# -- 1. the compose specification's schema ------------------------------------------------------------------------
+def test_the_file_is_valid_against_the_compose_specification_schema() -> None:
+    import jsonschema
+
+    assert SCHEMA.is_file(), f"{SCHEMA} is missing: run scripts/setup.sh --test (it fetches the compose-go module)"
+    schema = json.loads(SCHEMA.read_text())
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(COMPOSE), key=lambda e: list(e.path))
+    assert not errors, "\n".join(f"{'/'.join(map(str, e.path))}: {e.message[:300]}" for e in errors)
+
+
+def test_every_variable_the_file_interpolates_is_in_env_example() -> None:
+    used = set(re.findall(r"\$\{(\w+)", COMPOSE_FILE.read_text()))
+    used |= {spec["environment"] for spec in COMPOSE["secrets"].values() if "environment" in spec}
+    documented = set(example_env()) | {"KAFKA_CLUSTER_ID"}  # optional, commented in .env.example
+    assert used <= documented, used - documented
+
+
+# -- 2. versions: what runs is what the project pins ---------------------------------------------------------------
+@pytest.mark.parametrize("name", sorted(RAW["services"]))
+def test_every_image_is_pinned_to_an_exact_version(name: str) -> None:
     image = SERVICES[name]["image"]
     repo, _, tag = image.rpartition(":")
-    assert repo and tag and tag != "latest", f"{name}: image {image!r} is not pinned to a version"
+    assert repo and tag, f"{name}: image {image!r} has no tag"
+    assert tag != "latest" and re.fullmatch(r"\d+(\.\d+){2,3}|\d{4}-\d\d-\d\d", tag), \
+        f"{name}: {image!r} floats: pin a full version (x.y.z), not a major or minor line"
 
 
-@pytest.mark.parametrize("name", sorted(SERVICES))
+def _pin(requirement: str) -> tuple[str, str]:
+    name, _, version = requirement.partition("==")
+    return name.split("[")[0].strip(), version.split(";")[0].split("#")[0].strip()
+
+
+def test_flink_runs_the_version_the_python_client_pins() -> None:
+    """One Flink everywhere: the image's runtime is the apache-flink wheel's own distribution (the pin in
+    pyproject.toml, held by constraints.txt), not a Flink image of some other version beside it."""
+    flink_pin = dict(map(_pin, PYPROJECT["project"]["optional-dependencies"]["flink"]))["apache-flink"]
+    constraints = dict(_pin(line) for line in (PROJECT_ROOT / "constraints.txt").read_text().splitlines()
+                       if "==" in line and not line.startswith("#"))
+    assert constraints["apache-flink"] == flink_pin
+    text = dockerfile("flink")
+    assert not re.search(r"^FROM flink:", text, re.M), "a Flink base image would be a second Flink version"
+    assert re.search(r"pip install [^\n]*-c constraints\.txt '\.\[flink\]'", text)
+    for path in (COMPOSE_FILE, *sorted((PROJECT_ROOT / "deploy").rglob("*"))):
+        if path.is_file():
+            # Flink's own artifacts: jars and plugins named flink-<module>-<version>, images flink:<version>
+            for found in re.findall(r"\bflink(?:-[a-z0-9]+)+-(\d+\.\d+\.\d+)|(?<![\w/-])flink:(\d+\.\d+\.\d+)",
+                                    path.read_text()):
+                version = found[0] or found[1]
+                assert version == flink_pin, f"{path}: Flink {version} beside the pinned {flink_pin}"
+
+
+def test_kafka_image_is_the_version_the_local_broker_runs() -> None:
+    pom = (PROJECT_ROOT / "scripts" / "maven" / "kafka" / "pom.xml").read_text()
+    local = re.search(r"<kafka.version>([^<]+)</kafka.version>", pom).group(1)
+    images = {SERVICES[s]["image"] for s in SERVICES if SERVICES[s]["image"].startswith("apache/kafka:")}
+    assert images == {f"apache/kafka:{local}"}, images
+
+
+@pytest.mark.parametrize("name", ["app", "flink"])
+def test_the_python_of_each_image_satisfies_requires_python(name: str) -> None:
+    from packaging.specifiers import SpecifierSet
+
+    base = re.search(r"^FROM python:(\d+\.\d+\.\d+)", final_stage(dockerfile(name)), re.M)
+    assert base, f"deploy/{name}/Dockerfile does not start from a pinned python:x.y.z image"
+    assert base.group(1) in SpecifierSet(PYPROJECT["project"]["requires-python"]), base.group(1)
+
+
+def test_minio_is_built_from_a_release_with_the_cve_2025_62506_fix() -> None:
+    """MinIO publishes source only since October 2025; its last image predates the fix (2025-10-15)."""
+    text = dockerfile("minio")
+    pinned = re.search(r"go install github\.com/minio/minio@v0\.0\.0-(\d{8})\d{6}-[0-9a-f]{12}", text)
+    assert pinned and pinned.group(1) >= "20251015", "pin MinIO at or after RELEASE.2025-10-15T17-29-55Z"
+
+
+def test_each_image_installs_only_what_its_role_runs() -> None:
+    app, flink = final_stage(dockerfile("app")), final_stage(dockerfile("flink"))
+    assert re.search(r"pip install [^\n]*-c constraints\.txt \.(\s|$)", app), "the app image: the core only"
+    for text in (app, flink):
+        assert "embedded" not in text and "dev]" not in text
+    assert "[flink" not in app
+
+
+# -- 3. state lives on volumes -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["kafka-1", "kafka-2", "kafka-3"])
+def test_kafka_writes_its_log_dirs_to_its_volume(name: str) -> None:
+    log_dirs = environment(name).get("KAFKA_LOG_DIRS")
+    assert log_dirs, f"{name}: KAFKA_LOG_DIRS unset: the image writes to /tmp/kraft-combined-logs"
+    assert named_volume_at(name, log_dirs), f"{name}: {log_dirs} is not on a volume"
+
+
+def test_every_stateful_service_keeps_its_state_on_a_volume() -> None:
+    minio_data = SERVICES["minio"]["command"][1]
+    assert named_volume_at("minio", minio_data)
+    assert named_volume_at("clickhouse", "/var/lib/clickhouse")
+    assert named_volume_at("grafana", "/var/lib/grafana")
+    for name in ("jobmanager", "taskmanager", "job-submitter"):
+        for key in ("execution.checkpointing.dir", "execution.checkpointing.savepoint-dir"):
+            uri = flink_properties(name)[key]
+            assert uri.startswith("file://") and named_volume_at(name, uri[len("file://"):]), (name, key, uri)
+
+
+def test_every_named_volume_is_used() -> None:
+    used = {source for name in SERVICES for source in mounts(name).values()}
+    assert set(COMPOSE["volumes"]) <= used, set(COMPOSE["volumes"]) - used
+
+
+# -- 4. operations: health, restarts, memory, users ----------------------------------------------------------------
+def test_every_service_healthy_dependency_has_a_health_check() -> None:
+    for name, svc in SERVICES.items():
+        for dep, spec in (svc.get("depends_on") or {}).items():
+            if spec.get("condition") == "service_healthy":
+                assert "healthcheck" in SERVICES[dep], f"{name} waits for {dep} to be healthy: it has no healthcheck"
+
+
+@pytest.mark.parametrize("name", LONG_RUNNING)
+def test_every_long_running_service_has_a_health_check_a_restart_policy_and_a_memory_limit(name: str) -> None:
+    svc = SERVICES[name]
+    if "demo" not in svc.get("profiles", []):  # the demo producer serves nothing to check
+        assert svc.get("healthcheck", {}).get("test"), f"{name}: no healthcheck"
+    assert svc.get("restart") in ("unless-stopped", "always", "on-failure"), f"{name}: no restart policy"
+    assert svc.get("deploy", {}).get("resources", {}).get("limits", {}).get("memory"), f"{name}: no memory limit"
+
+
+def _bytes(text: str) -> int:
+    number, unit = re.fullmatch(r"(\d+)([kmg]?)b?", text.strip().lower()).groups()
+    return int(number) * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[unit]
+
+
+def test_memory_limits_leave_room_for_the_configured_heaps() -> None:
+    def limit(name: str) -> int:
+        return _bytes(SERVICES[name]["deploy"]["resources"]["limits"]["memory"])
+
+    for broker in ("kafka-1", "kafka-2", "kafka-3"):
+        heap = _bytes(re.search(r"-Xmx(\S+)", environment(broker)["KAFKA_HEAP_OPTS"]).group(1))
+        assert limit(broker) >= heap + (256 << 20), broker
+    props = flink_properties("jobmanager")
+    assert limit("jobmanager") >= _bytes(props["jobmanager.memory.process.size"])
+    assert limit("taskmanager") >= _bytes(props["taskmanager.memory.process.size"]) + (256 << 20)
+
+
+@pytest.mark.parametrize("name", ["app", "flink", "minio"])
+def test_the_project_images_do_not_run_as_root(name: str) -> None:
+    users = re.findall(r"^USER (\S+)", final_stage(dockerfile(name)), re.M)
+    assert users and users[-1] not in ("root", "0"), f"deploy/{name}/Dockerfile runs as {users or 'root'}"
+
+
+def test_the_demo_producer_is_not_part_of_the_production_stack() -> None:
+    assert SERVICES["producer"].get("profiles") == ["demo"]
+
+
+# -- 5. network: loopback only, a Kafka the host can use, Flink's REST API kept inside ------------------------------
+@pytest.mark.parametrize("name", sorted(RAW["services"]))
 def test_published_ports_are_loopback_only(name: str) -> None:
     for port in SERVICES[name].get("ports", []):
         assert str(port).startswith("127.0.0.1:"), f"{name}: {port} would listen on every interface"
 
 
-def test_pipeline_environment_uses_only_documented_variables() -> None:
-    env = COMPOSE["x-pipeline-env"]
-    assert set(env) <= set(VARIABLES), set(env) - set(VARIABLES)
-    # Ports in the shared environment agree with the services that provide them.
-    assert env["KAFKA_BOOTSTRAP"] == "kafka-1:9092,kafka-2:9092,kafka-3:9092"
-    assert env["S3_ENDPOINT"] == "http://minio:9000"
-    assert "clickhouse:8123" in env["CLICKHOUSE_URL"]
+def test_each_published_kafka_port_is_advertised_to_the_host_as_localhost() -> None:
+    for name in ("kafka-1", "kafka-2", "kafka-3"):
+        env = environment(name)
+        listeners = dict(item.split("://") for item in env["KAFKA_LISTENERS"].split(","))
+        advertised = dict(item.split("://") for item in env["KAFKA_ADVERTISED_LISTENERS"].split(","))
+        (published,) = SERVICES[name]["ports"]
+        _, host_port, container_port = str(published).split(":")
+        listener = next(n for n, address in listeners.items() if address.endswith(f":{container_port}"))
+        assert advertised[listener] == f"localhost:{host_port}", (name, listener, advertised)
 
 
-def test_no_secret_is_written_in_the_file() -> None:
-    text = (PROJECT_ROOT / "docker-compose.yml").read_text()
-    for key in ("S3_SECRET_KEY", "CLICKHOUSE_PASSWORD", "MINIO_ROOT_PASSWORD", "GF_SECURITY_ADMIN_PASSWORD"):
-        for value in re.findall(rf"^\s*{key}:\s*(\S+)", text, re.M):
-            assert value.startswith("${"), f"{key} has a literal value {value!r}; take it from the environment"
+def test_flink_rest_api_is_not_published_and_takes_no_jar_uploads() -> None:
+    assert "ports" not in SERVICES["jobmanager"]
+    props = flink_properties("jobmanager")
+    assert props["web.submit.enable"] == "false" and props["web.cancel.enable"] == "false"
+
+
+# -- 6. secrets -----------------------------------------------------------------------------------------------------
+SECRET_NAME = re.compile(r"(PASSWORD|SECRET|_KEY)$")
+
+
+@pytest.mark.parametrize("name", sorted(RAW["services"]))
+def test_no_secret_is_written_in_the_file_or_put_in_a_url(name: str) -> None:
+    raw_env = RAW["services"][name].get("environment") or {}
+    if isinstance(raw_env, str):  # an alias of a shared block
+        raw_env = RAW[raw_env]
+    for key, value in environment(name).items():  # as interpolated: a password from .env inside a URL breaks it
+        assert not re.search(r"://[^/\s@]*:[^/\s@]*@", value), f"{name}: {key} has credentials in a URL"
+    for key, value in raw_env.items():
+        value = str(value)
+        if SECRET_NAME.search(key) and not key.endswith("_FILE"):
+            assert value.startswith("${"), f"{name}: {key} has a literal value; take it from .env"
+
+
+@pytest.mark.parametrize("name", sorted(RAW["services"]))
+def test_every_secret_file_a_service_reads_is_mounted(name: str) -> None:
+    mounted = set(SERVICES[name].get("secrets", []))
+    assert mounted <= set(COMPOSE["secrets"]), mounted - set(COMPOSE["secrets"])
+    for key, value in environment(name).items():
+        if key.endswith("_FILE") and value.startswith("/run/secrets/"):
+            assert value.rsplit("/", 1)[1] in mounted, f"{name}: {key} reads a secret it does not mount"
+
+
+# -- 7. the project's own commands are real ------------------------------------------------------------------------
+def test_project_commands_parse_with_the_real_cli() -> None:
+    from pipeline.cli import build_parser
+
+    parser = build_parser()
+    for svc in SERVICES.values():
+        image = svc["image"]
+        if image.startswith(("user-actions/app:", "user-actions/flink:")):
+            parser.parse_args(svc["command"])
+            test = svc.get("healthcheck", {}).get("test", [])
+            if test[:2] == ["CMD", "pipeline"]:
+                parser.parse_args(test[2:])
 
 
 def test_mounted_files_and_build_contexts_exist() -> None:
     for name, svc in SERVICES.items():
-        for volume in svc.get("volumes", []):
-            source = volume.split(":")[0]
+        for source in mounts(name).values():
             if source.startswith("."):
                 assert (PROJECT_ROOT / source).exists(), f"{name}: mounts missing {source}"
         build = svc.get("build")
         if build:
-            dockerfile = PROJECT_ROOT / build["context"] / build["dockerfile"]
-            assert dockerfile.exists(), f"{name}: missing {dockerfile}"
-            for line in dockerfile.read_text().splitlines():
-                if line.startswith("COPY "):
-                    for src in line.split()[1:-1]:
-                        if not src.startswith(".cache/"):  # fetched by scripts/setup.sh
-                            assert (PROJECT_ROOT / src).exists(), f"{dockerfile}: COPY source {src} missing"
+            context = PROJECT_ROOT / build["context"]
+            text = (context / build.get("dockerfile", "Dockerfile")).read_text()
+            for line in text.splitlines():
+                if line.startswith("COPY ") and "--from=" not in line:
+                    for src in shlex.split(line)[1:-1]:
+                        assert (context / src).exists(), f"{name}: COPY source {src} missing"
 
 
-def test_app_commands_parse_with_the_real_cli() -> None:
-    """The producer/dashboard commands are real subcommands with real flags of `pipeline`."""
-    from pipeline.cli import build_parser
-
-    parser = build_parser()
-    for name in ("producer", "dashboard"):
-        parser.parse_args(SERVICES[name]["command"])
-    maintain = SERVICES["lake-maintenance"]["command"]
-    assert maintain[:3] == ["python", "-m", "pipeline"]
-    parser.parse_args(maintain[3:])
-
-
-def test_one_broker_or_one_taskmanager_can_be_lost() -> None:
-    """The shapes the failover tests exercise locally (tests/reliability/test_multi_node_failover.py)."""
-    brokers = sorted(name for name in SERVICES if re.fullmatch(r"kafka-\d", name))
-    assert brokers == ["kafka-1", "kafka-2", "kafka-3"]
-    voters = {SERVICES[b]["environment"]["KAFKA_CONTROLLER_QUORUM_VOTERS"] for b in brokers}
-    assert voters == {"1@kafka-1:9093,2@kafka-2:9093,3@kafka-3:9093"}
-    assert len({SERVICES[b]["environment"]["CLUSTER_ID"] for b in brokers}) == 1  # one cluster
-    assert COMPOSE["x-pipeline-env"]["KAFKA_REPLICATION"] == "3"
-    assert SERVICES["kafka-1"]["environment"]["KAFKA_MIN_INSYNC_REPLICAS"] == "2"
-    create = SERVICES["kafka-topics"]["command"][0]
-    assert "--replication-factor 3" in create and "--config min.insync.replicas=2" in create
-
-    def props(name: str) -> dict[str, str]:
-        text = SERVICES[name]["environment"]["FLINK_PROPERTIES"]
-        return dict(line.split(": ", 1) for line in text.strip().splitlines())
-
-    jm, tm = props("jobmanager"), props("taskmanager")
-    assert jm["restart-strategy.type"] == "exponential-delay"
-    submit = SERVICES["job-submitter"]["command"]
-    parallelism = int(submit[submit.index("--parallelism") + 1])
-    # after losing one TaskManager the other still has a slot for every subtask
-    assert SERVICES["taskmanager"]["deploy"]["replicas"] >= 2
-    assert int(tm["taskmanager.numberOfTaskSlots"]) >= parallelism
-    checkpoints = submit[submit.index("--checkpoint-dir") + 1]
-    assert checkpoints == jm["execution.checkpointing.dir"] and checkpoints.startswith("s3://")
-    for name in ("jobmanager", "taskmanager"):
-        assert SERVICES[name]["environment"]["ENABLE_BUILT_IN_PLUGINS"].startswith("flink-s3-fs-hadoop-")
-        assert props(name)["s3.endpoint"] == "http://minio:9000"
-
-
-def test_job_submitter_runs_the_job_file_that_exists() -> None:
-    command = SERVICES["job-submitter"]["command"]
-    assert command[:2] == ["flink", "run"]
-    job_file = command[command.index("-py") + 1]
-    assert (PROJECT_ROOT / Path(job_file).relative_to("/opt/job")).exists()
-
-
-def test_grafana_dashboard_queries_the_deduplicated_tables() -> None:
-    import json
-
+def test_grafana_reads_its_secrets_from_files_and_queries_the_deduplicated_tables() -> None:
+    datasource = (PROJECT_ROOT / "deploy/grafana/provisioning/datasources/clickhouse.yml").read_text()
+    assert "$__file{/run/secrets/clickhouse_password}" in datasource
+    assert "GF_SECURITY_ADMIN_PASSWORD__FILE" in environment("grafana")
     dash = json.loads((PROJECT_ROOT / "deploy/grafana/dashboards/user-actions.json").read_text())
     sqls = [t["rawSql"] for p in dash["panels"] for t in p["targets"]]
     assert len(sqls) == 4 and all("FINAL" in s for s in sqls)
+
+
+def test_docker_ignore_keeps_local_state_out_of_the_build_context() -> None:
+    ignored = (PROJECT_ROOT / ".dockerignore").read_text().split()
+    assert {".venv", ".data", ".cache", ".env"} <= set(ignored)
+    assert Path(".cache/jars") not in map(Path, ignored)

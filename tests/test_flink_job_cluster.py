@@ -80,16 +80,24 @@ def test_standalone_cluster_runs_the_job_and_yields_to_flink_run_options(
         assert registered == {"flink-taskmanager": 2, "flink-taskmanager-2": 2}, registered
         conf = (settings.data_dir / "flink" / "conf" / "flink-jobmanager" / "config.yaml").read_text()
         assert "restart-strategy.type: exponential-delay" in conf and "state.backend.type: hashmap" in conf
+        # the containers' health checks (docker-compose.yml), run against this cluster
+        checks = (("jobmanager",), ("taskmanager", "-D", "taskmanager.resource-id=flink-taskmanager"),
+                  ("taskmanager", "-D", "taskmanager.resource-id=no-such-taskmanager"))
+        health = {check: pipeline_cli(settings, "flink-daemon", check[0], "--healthcheck", *check[1:]).returncode
+                  for check in checks}
+        assert list(health.values()) == [0, 0, 1], health
 
         # 1. `flink run -p 1 -D...` exactly as a user types it: -p, -D and the cluster's config win over the job's
         #    defaults (parallelism 2, 60 s, rocksdb), read back from the running job.
         streaming = replace(job, bounded=False, parallelism=None, checkpoint_interval=None, state_backend=None,
                             job_name=f"{unique_name}-yield", group_id=f"{unique_name}_yield")
+        # The streaming jobs below write a lake of their own: the bounded run's lake is compared exactly at the end.
+        elsewhere = replace(settings, paimon_warehouse=f"file://{tmp_path}/wh-streaming")
         flink = [str(flink_cluster.FLINK_HOME / "bin" / "flink"), "run", "--detached", "-m", f"127.0.0.1:{port}",
                  "-p", "1", "-Dexecution.checkpointing.interval=7s",
                  "-py", str(PROJECT_ROOT / "flink_job" / "__main__.py"), "-pyexec", sys.executable,
                  *streaming.to_argv()]
-        env = {**flink_cluster._env(settings), "FLINK_CONF_DIR": str(flink_cluster.client_conf(settings))}
+        env = {**flink_cluster._env(elsewhere), "FLINK_CONF_DIR": str(flink_cluster.client_conf(settings))}
         ran = subprocess.run(flink, env=env, capture_output=True, text=True, timeout=240)
         assert ran.returncode == 0, (ran.stdout + ran.stderr)[-3000:]
         job_id = re.search(r"JobID ([0-9a-f]{32})", ran.stdout).group(1)
@@ -103,11 +111,11 @@ def test_standalone_cluster_runs_the_job_and_yields_to_flink_run_options(
         _cancel(settings, job_id)
 
         # 2. `pipeline job --submit` twice: one job; the second finds it and does nothing.
-        first = pipeline_cli(settings, "job", "--submit", *replace(streaming, job_name=f"{unique_name}-once",
+        first = pipeline_cli(elsewhere, "job", "--submit", *replace(streaming, job_name=f"{unique_name}-once",
                                                                     group_id=f"{unique_name}_once").to_argv())
         assert first.returncode == 0, first.stderr[-3000:]
         assert f"job: no retained checkpoint of consumer group {unique_name}_once" in first.stdout, first.stdout
-        second = pipeline_cli(settings, "job", "--submit", *replace(streaming, job_name=f"{unique_name}-once",
+        second = pipeline_cli(elsewhere, "job", "--submit", *replace(streaming, job_name=f"{unique_name}-once",
                                                                      group_id=f"{unique_name}_once").to_argv())
         assert second.returncode == 0, second.stderr[-3000:]
         assert re.fullmatch(rf"job {unique_name}-once is already (running|created|initializing) on "
@@ -115,9 +123,28 @@ def test_standalone_cluster_runs_the_job_and_yields_to_flink_run_options(
             second.stdout
         once = _active(settings, f"{unique_name}-once")
         assert len(once) == 1, once
-        _cancel(settings, once[0]["jid"])
+        once_args = replace(streaming, job_name=f"{unique_name}-once", group_id=f"{unique_name}_once").to_argv()
+        deadline = time.monotonic() + 120
+        while pipeline_cli(elsewhere, "job", "--check-running", *once_args).returncode != 0:
+            assert time.monotonic() < deadline, "the submitter's health check never saw the job running"
+            time.sleep(2)
+        # 3. The upgrade path: stop with a savepoint into the job's own folder; the next submission resumes from it.
+        _wait_running(settings, once[0]["jid"])
+        stopped = pipeline_cli(elsewhere, "job", "--stop", *once_args)
+        assert stopped.returncode == 0, stopped.stderr[-3000:]
+        savepoint = re.fullmatch(rf"job {unique_name}-once: stopped with a savepoint at (\S+)\n", stopped.stdout)
+        assert savepoint and f"/savepoints/{unique_name}_once/savepoint-" in savepoint.group(1), stopped.stdout
+        stopped_job = pipeline_cli(elsewhere, "job", "--check-running", *once_args)
+        assert stopped_job.returncode == 3 and "not running" in stopped_job.stdout, stopped_job.stdout
+        resumed = pipeline_cli(elsewhere, "job", "--submit", *once_args)
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+        from_path = re.search(rf"job: resuming from the latest retained savepoint of consumer group "
+                              rf"{unique_name}_once: file:(\S+) ", resumed.stdout)
+        assert from_path and from_path.group(1).lstrip("/") == savepoint.group(1).split(":", 1)[1].lstrip("/"), \
+            resumed.stdout
+        _cancel(settings, _active(settings, f"{unique_name}-once")[0]["jid"])
 
-        # 3. A bounded run to its end through the CLI.
+        # 4. A bounded run to its end through the CLI.
         submitted = pipeline_cli(settings, "job", "--submit", *job.to_argv())
         assert submitted.returncode == 0, submitted.stderr[-3000:]
         job_id = re.search(r"JobID ([0-9a-f]{32})", submitted.stdout).group(1)
