@@ -14,7 +14,8 @@ EVERYTHING = {
     "KAFKA_REPLICATION": "3", "PAIMON_WAREHOUSE": "s3://lake/warehouse", "S3_ENDPOINT": "https://s3.example",
     "S3_ACCESS_KEY": "ak", "S3_SECRET_KEY": "sk", "CLICKHOUSE_URL": "http://u:p@ch:8123", "CLICKHOUSE_USER": "loader",
     "CLICKHOUSE_PASSWORD": "pw", "FLINK_REST_PORT": "8082", "FLINK_REST_URL": "http://jobmanager:8081",
-    "FLINK_PROPERTIES": "taskmanager.numberOfTaskSlots: 4", "JARS_DIR": "/opt/jars", "DASHBOARD_PORT": "8051", "DASHBOARD_HOST": "0.0.0.0", "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+    "FLINK_PROPERTIES": "taskmanager.numberOfTaskSlots: 4", "JARS_DIR": "/opt/jars", "DASHBOARD_PORT": "8051",
+    "DASHBOARD_HOST": "0.0.0.0", "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
     "KAFKA_SASL_MECHANISM": "PLAIN", "KAFKA_SASL_USERNAME": "u", "KAFKA_SASL_PASSWORD": "pw",
     "KAFKA_SSL_CA_LOCATION": "/etc/ca.pem",
 }
