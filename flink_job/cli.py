@@ -7,6 +7,7 @@ submits the job and returns without waiting (Flink sets PYFLINK_GATEWAY_PORT for
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,6 +32,12 @@ def add_job_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--watermark-delay", type=int, default=d.watermark_delay_seconds,
                    help="bounded out-of-orderness of event time, seconds")
     p.add_argument("--idle-timeout", default=d.idle_timeout, help="idle-partition timeout, e.g. '30 s'")
+    p.add_argument("--max-event-ahead", type=_minutes, default=d.max_event_ahead_minutes, metavar="DURATION",
+                   help="reject an event whose timestamp is this far ahead of its Kafka record's time or more, e.g. "
+                        "10m, 2h (default: 10m)")
+    p.add_argument("--max-event-behind", type=_minutes, default=d.max_event_behind_minutes, metavar="DURATION",
+                   help="reject an event this far behind its Kafka record's time or more, e.g. 48h, 30d (default: "
+                        "48h, the restatement's look-back; raise it for a backfill of older events)")
     p.add_argument("--checkpoint-interval", default=None,
                    help="e.g. '60 s' (default: the cluster's execution.checkpointing.interval, else 60 s)")
     p.add_argument("--state-backend", default=None, choices=STATE_BACKENDS,
@@ -74,6 +81,8 @@ def job_config(args: argparse.Namespace) -> JobConfig:
         startup_mode=args.startup_mode,
         parallelism=args.parallelism,
         watermark_delay_seconds=args.watermark_delay,
+        max_event_ahead_minutes=args.max_event_ahead,
+        max_event_behind_minutes=args.max_event_behind,
         idle_timeout=args.idle_timeout,
         checkpoint_interval=args.checkpoint_interval,
         state_backend=args.state_backend,
@@ -83,6 +92,14 @@ def job_config(args: argparse.Namespace) -> JobConfig:
         job_name=args.job_name,
         flink_conf=tuple(_key_value(kv) for kv in args.flink_conf),
     )
+
+
+def _minutes(text: str) -> int:
+    """'10m', '48h', '30d' or a number of minutes -> minutes."""
+    match = re.fullmatch(r"\s*(\d+)\s*(m|min|h|d)?\s*", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a duration like 10m, 48h or 30d")
+    return int(match.group(1)) * {None: 1, "m": 1, "min": 1, "h": 60, "d": 1440}[match.group(2)]
 
 
 def _key_value(text: str, flag: str = "--flink-conf") -> tuple[str, str]:

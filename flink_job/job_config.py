@@ -28,6 +28,11 @@ class JobConfig:
     # None: the cluster's setting under `flink run`, else the default in flink_job/environment.py (2, 60 s, rocksdb)
     parallelism: int | None = None
     watermark_delay_seconds: int = 5  # bounded out-of-orderness of event time
+    # Event time is trusted within bounds of the record's Kafka time (flink_job/sql/02_checked_records.sql): ahead
+    # by minutes (a device clock set wrong), behind by as much as the restatement looks back (48 h by default, so
+    # every accepted event can reach the aggregates). A backfill of older events raises the second bound.
+    max_event_ahead_minutes: int = 10
+    max_event_behind_minutes: int = 48 * 60
     idle_timeout: str = "30 s"  # a partition without records this long stops holding back the watermark
     checkpoint_interval: str | None = None
     state_backend: str | None = None
@@ -48,8 +53,10 @@ class JobConfig:
             raise UserError(f"state backend '{self.state_backend}' is not one of {', '.join(STATE_BACKENDS)}")
         if self.parallelism is not None and self.parallelism < 1:
             raise UserError("parallelism must be at least 1")
-        if self.watermark_delay_seconds < 0:
-            raise UserError("watermark delay must not be negative")
+        if not 0 <= self.watermark_delay_seconds <= 99:
+            raise UserError("--watermark-delay must be 0..99 seconds")
+        if self.max_event_ahead_minutes < 1 or self.max_event_behind_minutes < 1:
+            raise UserError("--max-event-ahead and --max-event-behind must be at least 1 minute")
         if self.startup_mode not in ("group-offsets", "earliest-offset", "latest-offset"):
             raise UserError(f"startup mode '{self.startup_mode}' is not one of group-offsets, earliest-offset, "
                             "latest-offset")
@@ -74,6 +81,8 @@ class JobConfig:
             "--group-id", self.group_id,
             "--startup-mode", self.startup_mode,
             "--watermark-delay", str(self.watermark_delay_seconds),
+            "--max-event-ahead", f"{self.max_event_ahead_minutes}m",
+            "--max-event-behind", f"{self.max_event_behind_minutes}m",
             "--idle-timeout", self.idle_timeout,
             "--job-name", self.job_name,
         ]

@@ -59,6 +59,8 @@ def sql_params(settings: Settings, job: JobConfig) -> dict[str, str]:
         "startup_mode": job.startup_mode,
         "bounded_mode": "latest-offset" if job.bounded else "unbounded",
         "watermark_delay_seconds": str(job.watermark_delay_seconds),
+        "max_event_ahead_minutes": str(job.max_event_ahead_minutes),
+        "max_event_behind_minutes": str(job.max_event_behind_minutes),
         "max_user_id": str(MAX_USERS),
         # The value format's list option: names separated by ';' (validated by the format at planning time).
         "action_types": ";".join(job.valid_action_types()).replace("'", "''"),

@@ -48,6 +48,9 @@ from flink_job.job_config import JobConfig  # noqa: E402
 
 T0 = 1_772_323_200_000  # 2026-03-01 00:00:00 UTC
 SPAN_S = 6 * 3600
+# Every record's Kafka time: the end of the simulated span, as a replay of that day would stamp them (the job trusts
+# event time within bounds of the Kafka time: 48 h behind by default).
+KAFKA_TIME = T0 + SPAN_S * 1000
 STEADY_AFTER_S = 60.0
 RUNGS = ("blackhole", "floor", "lake", "job", "job-p1", "job-p1-1cpu")
 
@@ -73,7 +76,7 @@ def fill(settings: Settings, topic: str, n: int, users: str, partitions: int = 6
         for key, value in zip(keys, values, strict=True):
             while True:
                 try:
-                    producer.produce(topic, key=key, value=value)
+                    producer.produce(topic, key=key, value=value, timestamp=KAFKA_TIME)
                     break
                 except BufferError:
                     producer.poll(0.1)
@@ -95,7 +98,7 @@ def statement_set_for(kind: str, settings: Settings, job: JobConfig, extra: dict
 
     if kind in ("job", "lake"):
         return pipeline.build(settings, job, lake_only=kind == "lake", extra=extra)[1]
-    t_env = create_stream_table_env(settings, job.parallelism, {**job_options(settings, job), **extra})
+    t_env = create_stream_table_env(settings, lambda configured: {**job_options(settings, job, configured), **extra})
     if kind == "floor":
         pipeline.create_lake_tables(t_env, settings)
         t_env.execute_sql(f"""CREATE TEMPORARY TABLE src (

@@ -99,12 +99,16 @@ def expected_aggregates(events: list[dict]) -> dict[str, set[tuple]]:
     }
 
 
+# The records' Kafka time: as a replay of that day would stamp them (the job trusts event time within bounds of it).
+KAFKA_TIME = T0 + 24 * HOUR
+
+
 def produce(settings: Settings, topic: str, records: list[tuple[bytes | None, bytes | None]]) -> None:
     from confluent_kafka import Producer
 
     producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True})
     for key, value in records:
-        producer.produce(topic, key=key, value=value)
+        producer.produce(topic, key=key, value=value, timestamp=KAFKA_TIME)
     assert producer.flush(30) == 0
 
 

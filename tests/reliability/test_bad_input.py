@@ -36,6 +36,9 @@ from tests.reliability.conftest import (
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
 MIN = 60_000
+HOUR = 60 * MIN
+AHEAD = "timestamp too far ahead of its Kafka time"
+BEHIND = "timestamp too far behind its Kafka time"
 
 
 def catalogue(t0: int, actions: tuple[str, ...]) -> list[tuple[str, bytes | None, str]]:
@@ -49,6 +52,7 @@ def catalogue(t0: int, actions: tuple[str, ...]) -> list[tuple[str, bytes | None
 
     now_ms = int(datetime.now(UTC).timestamp() * 1000)
     year_2200 = int(datetime(2200, 1, 1, tzinfo=UTC).timestamp() * 1000)
+    year_1990 = int(datetime(1990, 6, 1, tzinfo=UTC).timestamp() * 1000)
     filler = "x" * 1_000_000
     return [
         ("invalid UTF-8 bytes", b"\xff\xfe{\"user_id\": 1}", "invalid UTF-8"),
@@ -80,11 +84,14 @@ def catalogue(t0: int, actions: tuple[str, ...]) -> list[tuple[str, bytes | None
         ("user_id huge", variant(user_id=10**40), "user_id out of range"),
         ("unknown action_type", variant(action_type="teleport"), "unknown action_type"),
         ("empty action_type", variant(action_type=""), "unknown action_type"),
-        ("timestamp 2 days ahead", variant(timestamp=now_ms + 2 * 86_400_000), "timestamp out of range"),
-        # the boundary: the record's Kafka timestamp is set when it is sent, a few seconds after now_ms
-        ("timestamp a day and 10 minutes past the record's Kafka time",
-         variant(timestamp=now_ms + 86_400_000 + 600_000), "timestamp out of range"),
-        ("timestamp in 2200", variant(timestamp=year_2200), "timestamp out of range"),
+        # Event time is trusted within bounds of the record's Kafka time (set when it is sent, seconds after now_ms):
+        # 10 minutes ahead, 48 hours behind (the job's defaults).
+        ("timestamp 2 days ahead", variant(timestamp=now_ms + 2 * 86_400_000), AHEAD),
+        ("timestamp 23 hours ahead (a device clock set wrong)", variant(timestamp=now_ms + 23 * HOUR), AHEAD),
+        ("timestamp 11 minutes ahead of the record's Kafka time", variant(timestamp=now_ms + 11 * MIN), AHEAD),
+        ("timestamp in 2200", variant(timestamp=year_2200), AHEAD),
+        ("timestamp decades back (1990)", variant(timestamp=year_1990), BEHIND),
+        ("timestamp 49 hours behind the record's Kafka time", variant(timestamp=now_ms - 49 * HOUR), BEHIND),
         ("timestamp before 1970", variant(timestamp=-1000), "timestamp out of range"),
         ("timestamp 16 digits", variant(timestamp=10**15), "timestamp out of range"),
         ("empty event_id", variant(event_id=""), "event_id empty or longer than 64 characters"),
@@ -120,7 +127,9 @@ def test_every_malformed_record_is_rejected_with_its_reason_and_neighbours_are_u
     create_topics(services, job, source_partitions=1, aggregate_partitions=1)
     t0 = day_ago_slot()
     bad = catalogue(t0, ACTION_TYPES)
-    valid, records = [], []
+    now_ms = int(datetime.now(UTC).timestamp() * 1000)
+    near_past = event(len(bad) + 3, 6, ACTION_TYPES[2], now_ms - 47 * HOUR)  # the oldest: sent first, never late
+    valid, records = [near_past], [encode(near_past)]
     for i, (_, value, _) in enumerate(bad):
         # a valid neighbour before each bad record, in event-time order, over several windows and users
         e = event(i, 1 + i % 7, ACTION_TYPES[i % 5], t0 + i * 3 * MIN)
@@ -134,12 +143,13 @@ def test_every_malformed_record_is_rejected_with_its_reason_and_neighbours_are_u
                       metadata={"screen": "home", "note": "y" * 1_000_000})
     valid.append(big_valid)
     records.append(encode(big_valid))
-    # Just under a day past its Kafka timestamp is valid. Sent last: it moves the watermark a day ahead, which
-    # would make any later neighbour late.
-    near_future = event(len(bad) + 1, 6, ACTION_TYPES[1], int(datetime.now(UTC).timestamp() * 1000) + 86_400_000
-                        - 600_000)
-    valid.append(near_future)
-    records.append(encode(near_future))
+    # Within the bounds, valid: 9 minutes ahead of its Kafka time, and (sent first, above) 47 hours behind it. The
+    # watermark does not follow the one ahead past its Kafka time, so an on-time event sent after it is counted.
+    near_future = event(len(bad) + 1, 6, ACTION_TYPES[1], now_ms + 9 * MIN)
+    after = event(len(bad) + 2, 6, ACTION_TYPES[3], now_ms + 30_000)
+    for e in (near_future, after):
+        valid.append(e)
+        records.append(encode(e))
     assert produce(services, job.source_topic, records, partition=0) == len(records)
 
     pipeline.run(settings, job, wait=True)
@@ -163,7 +173,7 @@ def test_every_malformed_record_is_rejected_with_its_reason_and_neighbours_are_u
     # Aggregates: ClickHouse (deduplicated view) equals the reconciliation from the lake, and the lake's
     # per-window totals equal the valid records' (no neighbour dropped as late).
     scratch = load_aggregates(chdb_scratch, job)
-    result = reconcile_job(settings, scratch, t0, max(e["timestamp"] for e in valid))
+    result = reconcile_job(settings, scratch, min(e["timestamp"] for e in valid), max(e["timestamp"] for e in valid))
     assert result.ok, "\n".join(result.lines())
     assert result.events_scanned == len(valid)
     totals = scratch.client.query(

@@ -18,8 +18,8 @@ import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.core.JsonToken;
  * null value; invalid UTF-8; unparseable JSON; not a JSON object; a missing (or JSON null) field, in contract
  * order; a field of the wrong JSON type, in contract order; an escape-only character ({@code "}, {@code \} or a
  * control character) in event_id or action_type; user_id out of range; unknown action_type; timestamp out of
- * range (before 1970 or more than 13 digits); <em>[the job's SQL checks here: a timestamp a day or more past the
- * record's Kafka timestamp]</em>; ambiguous timestamp (non-null top-level "timestamp" keys with different values);
+ * range (before 1970 or more than 13 digits); <em>[the job's SQL checks here: a timestamp too far ahead of or behind
+ * the record's Kafka timestamp]</em>; ambiguous timestamp (non-null top-level "timestamp" keys with different values);
  * event_id empty or longer than 64 characters.
  *
  * <p>One JSON document per record: content after the object (a second document, stray text) and a byte order
