@@ -130,6 +130,10 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     rs.add_argument("--to", dest="end", type=_datetime, required=True, help="UTC, exclusive")
     rs.add_argument("--database", default="analytics", help="ClickHouse database (default: analytics)")
     rs.add_argument("--dry-run", action="store_true", help="say what would change, write nothing")
+    rs.add_argument("--force", action="store_true",
+                    help="(admin) also restate a slot the lake holds no event of while ClickHouse has rows for it, "
+                         "which deletes those rows: refused without it, since such a slot's lake partition was "
+                         "most likely expired by retention")
 
     orphans = actions.add_parser(
         "remove-orphans", help="delete files no snapshot references (e.g. a killed writer's), or list them",
@@ -226,7 +230,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     if action == "table-function":
         from lakehouse.clickhouse_paimon import table_function
 
-        print(table_function(settings, args.table))
+        print(table_function(settings, args.table, reveal=False))
+        if settings.warehouse_is_s3:
+            print("(the S3 keys are references to your environment: e.g. `pipeline lake table-function | envsubst`)",
+                  file=sys.stderr)
         return 0
     if action == "reconcile":
         return _reconcile(args, settings)
@@ -315,7 +322,8 @@ def _restate(args: argparse.Namespace, settings: Settings) -> int:
     table = open_table(settings, USER_ACTIONS.name)
     client = _clickhouse(settings)
     try:
-        result = restate(table, client, args.start, args.end, database=args.database, dry_run=args.dry_run)
+        result = restate(table, client, args.start, args.end, database=args.database, dry_run=args.dry_run,
+                         force=args.force)
     finally:
         client.close()
     print("\n".join(result.lines()))

@@ -35,11 +35,15 @@ def table_path(settings: Settings, table: str) -> str:
     return f"{parsed.path.rstrip('/')}/{suffix}"
 
 
-def table_function(settings: Settings, table: str = "user_actions") -> str:
-    """``paimonLocal('<path>')`` or ``paimonS3('<url>', '<key>', '<secret>')`` for ``lake.<table>``."""
+def table_function(settings: Settings, table: str = "user_actions", reveal: bool = True) -> str:
+    """``paimonLocal('<path>')`` or ``paimonS3('<url>', '<key>', '<secret>')`` for ``lake.<table>``. Without
+    ``reveal`` the S3 keys are written as ``${S3_ACCESS_KEY}`` / ``${S3_SECRET_KEY}`` references (what the CLI
+    prints: a secret never lands in a terminal or a shell history; envsubst fills them in)."""
     path = table_path(settings, table)
     if settings.warehouse_is_s3:
-        return f"paimonS3({_quote(path)}, {_quote(settings.s3_access_key)}, {_quote(settings.s3_secret_key)})"
+        key, secret = ((settings.s3_access_key, settings.s3_secret_key) if reveal
+                       else ("${S3_ACCESS_KEY}", "${S3_SECRET_KEY}"))
+        return f"paimonS3({_quote(path)}, {_quote(key)}, {_quote(secret)})"
     return f"paimonLocal({_quote(path)})"
 
 

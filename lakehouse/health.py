@@ -1,15 +1,22 @@
 """The file layout of each partition, from Paimon's metadata alone (no data file is opened):
 files, bytes, files per bucket, and whether the partition is closed and compacted.
 
-A 2-hour slot of ``lake.user_actions`` is *closed* once the lake's event-time frontier (the newest
-``timestamp`` any data file holds, from the files' column statistics) is past the slot's end by a
-grace period. Event time, not the wall clock: a replay or a backfill closes slots as fast as it
-writes them, and a stalled job closes none. A partition is *compacted* when no bucket holds more
-than ``COMPACTED_FILES_PER_BUCKET`` files (a full compaction leaves one; a late event adds one).
+A 2-hour slot of ``lake.user_actions`` is *closed* once the lake's frontier is past the slot's end by a grace
+period. The frontier is the watermark the streaming job committed with its latest snapshot (Paimon records it in
+each snapshot): the writer's event-time progress, which a single event cannot move (the job's watermark never runs
+ahead of a record's Kafka time, and an event more than minutes ahead of it is rejected), and which is past a slot's
+end only once the writer has committed everything on time for it. A replay or a backfill closes slots as fast as it
+writes them, a stalled job closes none. A table no streaming job wrote (no snapshot carries a watermark: pypaimon,
+a bounded run) falls back to the wall clock: a slot is closed once now is past its end by the grace.
+(The newest event ``timestamp`` in each partition, from the files' column statistics, is still reported per
+partition; it is not the frontier, since one event with a wrong clock would move it.) A partition is *compacted*
+when no bucket holds more than ``COMPACTED_FILES_PER_BUCKET`` files (a full compaction leaves one; a late event adds
+one).
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -70,8 +77,9 @@ class PartitionHealth:
 @dataclass(frozen=True)
 class TableHealth:
     partitions: list[PartitionHealth]
-    frontier_ms: int | None  # newest event time in the table
+    frontier_ms: int | None  # the committed watermark, else the wall clock (see frontier_source)
     grace_ms: int
+    frontier_source: str = "watermark"  # or "wall clock"
 
     @property
     def closed_uncompacted(self) -> list[PartitionHealth]:
@@ -90,8 +98,9 @@ class TableHealth:
         return out
 
 
-def table_health(table: FileStoreTable, grace_ms: int = 10 * 60_000) -> TableHealth:
-    """Per-partition layout of the latest snapshot; slots closed ``grace_ms`` past the frontier."""
+def table_health(table: FileStoreTable, grace_ms: int = 10 * 60_000, now_ms: int | None = None) -> TableHealth:
+    """Per-partition layout of the latest snapshot; slots closed ``grace_ms`` past the frontier (the committed
+    watermark, or ``now_ms``/the wall clock for a table no streaming job wrote)."""
     keys = tuple(table.partition_keys)
     newest = _max_times(table)
     acc: dict[tuple, dict] = {}
@@ -110,14 +119,33 @@ def table_health(table: FileStoreTable, grace_ms: int = 10 * 60_000) -> TableHea
                                   buckets=len(p["buckets"]), max_files_per_bucket=max(p["buckets"].values()),
                                   max_time_ms=p["max_time"])
                   for values, p in sorted(acc.items())]
-    # Files written without column statistics (pypaimon's writer) fall back to their slot's start: a
-    # lower bound of the newest event time, so a slot is never closed early.
-    times = [p.max_time_ms if p.max_time_ms is not None else p.slot_end_ms - SLOT_MS
-             for p in partitions if p.max_time_ms is not None or p.slot_end_ms is not None]
-    frontier = max(times) if times else None
-    partitions = [replace(p, closed=p.slot_end_ms is not None and frontier is not None
-                          and frontier >= p.slot_end_ms + grace_ms) for p in partitions]
-    return TableHealth(partitions=partitions, frontier_ms=frontier, grace_ms=grace_ms)
+    frontier, source = committed_watermark(table), "watermark"
+    if frontier is None:
+        frontier, source = int(now_ms if now_ms is not None else time.time() * 1000), "wall clock"
+    partitions = [replace(p, closed=p.slot_end_ms is not None and frontier >= p.slot_end_ms + grace_ms)
+                  for p in partitions]
+    return TableHealth(partitions=partitions, frontier_ms=frontier, grace_ms=grace_ms, frontier_source=source)
+
+
+# Paimon records no watermark as Long.MIN_VALUE (a bounded run's last commit, pypaimon's commits, compactions).
+_NO_WATERMARK = -(2**63)
+
+
+def committed_watermark(table: FileStoreTable, look_back: int = 100) -> int | None:
+    """The newest watermark the streaming writer committed: that of the latest snapshot carrying one (compactions,
+    expiries and pypaimon commits carry none), looking back at most ``look_back`` snapshots; None if none does."""
+    snapshots = table.snapshot_manager()
+    latest = snapshots.get_latest_snapshot()
+    if latest is None:
+        return None
+    for snapshot_id in range(latest.id, max(0, latest.id - look_back), -1):
+        snapshot = latest if snapshot_id == latest.id else snapshots.get_snapshot_by_id(snapshot_id)
+        if snapshot is None:  # expired
+            break
+        watermark = getattr(snapshot, "watermark", None)
+        if watermark is not None and watermark > _NO_WATERMARK:
+            return int(watermark)
+    return None
 
 
 def _max_times(table: FileStoreTable) -> dict[str, int]:

@@ -93,12 +93,18 @@ def slots_in(start: datetime, end: datetime) -> list[int]:
 
 def restate(lake_table: FileStoreTable, client: Client, start: datetime, end: datetime,
             database: str = "analytics", dry_run: bool = False,
-            aggregates: tuple[Aggregate, ...] = AGGREGATES) -> RestateResult:
-    """Restate every 2-hour slot wholly inside [start, end) (UTC)."""
+            aggregates: tuple[Aggregate, ...] = AGGREGATES, force: bool = False) -> RestateResult:
+    """Restate every 2-hour slot wholly inside [start, end) (UTC). A slot the lake holds no event of while
+    ClickHouse has rows for it is refused (its partition was most likely expired by retention: restating it would
+    delete those rows) unless ``force``; nothing is written for any slot then."""
     if not database.isidentifier():
         raise UserError(f"restate: database '{database}' is not a plain identifier")
     began = time.perf_counter()
-    done = [restate_slot(lake_table, client, slot, database, dry_run, aggregates) for slot in slots_in(start, end)]
+    slots = slots_in(start, end)
+    if not force:
+        for slot in slots:
+            _refuse_if_the_lake_lost_it(lake_table, client, slot, database, aggregates)
+    done = [restate_slot(lake_table, client, slot, database, dry_run, aggregates) for slot in slots]
     return RestateResult(done, time.perf_counter() - began, dry_run)
 
 
@@ -134,6 +140,22 @@ def restate_slot(lake_table: FileStoreTable, client: Client, slot_ms: int, datab
             "rows_deleted": pa.array([sum(result.deleted.values())], pa.uint64()),
         }))
     return result
+
+
+def _refuse_if_the_lake_lost_it(lake_table: FileStoreTable, client: Client, slot_ms: int, database: str,
+                                aggregates: tuple[Aggregate, ...]) -> None:
+    events, _files = lake_events(lake_table, slot_ms, slot_ms + SLOT_MS)
+    if events.num_rows:
+        return
+    in_slot = ("window_start >= fromUnixTimestamp64Milli({lo:Int64}, 'UTC') "
+               "AND window_start < fromUnixTimestamp64Milli({hi:Int64}, 'UTC')")
+    held = sum(client.query(f"SELECT count() FROM {database}.{agg.table} FINAL WHERE {in_slot}",
+                            parameters={"lo": slot_ms, "hi": slot_ms + SLOT_MS}).result_rows[0][0]
+               for agg in aggregates)
+    if held:
+        raise UserError(f"restate: the lake holds no event of slot {utc(slot_ms):%Y-%m-%d %H:%M} while ClickHouse "
+                        f"has {held} rows for it (its partition expired by retention?): restating would delete them; "
+                        "nothing was written. Leave the slot out of --from/--to, or add --force to delete them")
 
 
 def restated_slots(client: Client, database: str, since: datetime) -> dict[int, int]:

@@ -366,6 +366,19 @@ def test_restate_makes_clickhouse_equal_the_lake_and_a_second_run_changes_nothin
                      "--database", db]) == 2
     assert "holds no whole 2-hour slot" in capsys.readouterr().err
 
+    # A slot the lake holds nothing of while ClickHouse has rows (its partition expired by retention): refused,
+    # nothing written, unless --force, which then deletes exactly those rows.
+    empty = start - timedelta(days=2)
+    client.command(f"INSERT INTO {db}.user_aggregations VALUES ('{empty:%Y-%m-%d %H:%M:%S}', "
+                   f"'{empty + timedelta(hours=2):%Y-%m-%d %H:%M:%S}', 4242, 9, 1)")
+    span = ["--from", f"{empty:%Y-%m-%d %H:%M}", "--to", f"{empty + timedelta(hours=2):%Y-%m-%d %H:%M}"]
+    assert cli.main(["lake", "restate", *span, "--database", db]) == 2
+    refused = capsys.readouterr().err
+    assert "holds no event of slot" in refused and "has 1 rows for it" in refused and "--force" in refused, refused
+    assert first(f"SELECT count() FROM {db}.user_aggregations FINAL WHERE user_id = 4242") == (1,)
+    assert cli.main(["lake", "restate", *span, "--database", db, "--force"]) == 0
+    assert first(f"SELECT count() FROM {db}.user_aggregations FINAL WHERE user_id = 4242") == (0,)
+
 
 def _ms(value: datetime) -> int:
     return int(value.timestamp() * 1000)

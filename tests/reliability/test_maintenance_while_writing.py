@@ -37,6 +37,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
 USERS = 300
 PARTITIONS = 2
+DECADES_AGO_MS = int(datetime(1990, 6, 1, tzinfo=UTC).timestamp() * 1000)
 
 
 def test_maintenance_while_the_job_writes_loses_and_duplicates_nothing(services, chdb_scratch, unique_name,
@@ -63,11 +64,23 @@ def test_maintenance_while_the_job_writes_loses_and_duplicates_nothing(services,
             wait_for(lambda n=i + 375: exact_raw_counts(settings)[0] == n, 120, "a batch committed", every=1)
         for p, e in enumerate(front):
             produce(settings, job.source_topic, [encode(e)], partition=p)
+        # Wrong clocks, one of each per partition: rejected with their reasons; they neither move the watermark
+        # (so no open slot is taken as closed and restated) nor open a partition in 1990.
+        now_ms = int(datetime.now(UTC).timestamp() * 1000)
+        for p in range(PARTITIONS):
+            produce(settings, job.source_topic, [encode(event(40_000 + p, 1, kinds[0], now_ms + 23 * 3_600_000)),
+                                                 encode(event(41_000 + p, 1, kinds[0], DECADES_AGO_MS))], partition=p)
         wait_for(lambda: exact_raw_counts(settings)[0] == len(closed) + len(front), 240, "slot t0 in the lake",
                  every=2)
-        before = table_health(open_table(settings, "user_actions"))
-        slot = next(p for p in before.partitions if p.slot_end_ms == t0 + SLOT_MS)
-        assert slot.closed and not slot.compacted, before.lines()
+
+        def slot_t0():
+            health = table_health(open_table(settings, "user_actions"))
+            return health, next(p for p in health.partitions if p.slot_end_ms == t0 + SLOT_MS)
+
+        # Closed once the job has committed a watermark past it (with the next checkpoint: 2 s).
+        wait_for(lambda: slot_t0()[1].closed, 60, "the committed watermark past slot t0", every=1)
+        before, slot = slot_t0()
+        assert before.frontier_source == "watermark" and not slot.compacted, before.lines()
 
         # Events keep arriving while the pass compacts slot t0 and expires snapshots.
         def keep_sending() -> None:
@@ -93,6 +106,9 @@ def test_maintenance_while_the_job_writes_loses_and_duplicates_nothing(services,
     finally:
         running.kill9()
 
+    reasons = sorted(lake_rows(settings, "user_actions_rejected", ["reason"])["reason"].to_pylist())
+    assert reasons == ["timestamp too far ahead of its Kafka time"] * PARTITIONS + [
+        "timestamp too far behind its Kafka time"] * PARTITIONS, reasons
     ids = lake_rows(settings, "user_actions", ["event_id"])["event_id"].to_pylist()
     sent = [e["event_id"] for e in closed + front + open_slot + late]
     assert len(ids) == len(sent) and sorted(ids) == sorted(sent)  # nothing lost, nothing twice
@@ -107,7 +123,8 @@ def test_maintenance_while_the_job_writes_loses_and_duplicates_nothing(services,
                            clickhouse=lambda: scratch.client, flink=maintainer.flink)  # one batch runtime
     second = restating.tick()
     slot_start = datetime.fromtimestamp(t0 / 1000, UTC)
-    assert second.errors == [] and second.restated == [f"{slot_start:%Y-%m-%d %H:%M}"], second
+    assert second.errors == [] and second.restated == [f"{slot_start:%Y-%m-%d %H:%M}"], second  # no open slot
+    assert not any("1990" in p.label for p in after.partitions)
     assert reconcile_job(settings, scratch, t0, t0 + SLOT_MS - 1).ok
     assert restating.tick().restated == []  # once per slot
     snapshots = open_table(settings, "user_actions").snapshot_manager()
