@@ -74,7 +74,14 @@ SETTINGS_VARIABLES: tuple[Variable, ...] = (
     Variable("DASHBOARD_PORT", "dashboard_port", "port of the ClickHouse service's dashboard and JSON API "
              "(default: 8050)", 8050),
     Variable("DASHBOARD_HOST", "dashboard_host", "interface the dashboard/API binds to (default: 127.0.0.1; "
-             "0.0.0.0 only inside a container)", "127.0.0.1"),
+             "beyond loopback it requires DASHBOARD_TOKEN)", "127.0.0.1"),
+    Variable("DASHBOARD_TOKEN", "dashboard_token", "bearer token the dashboard/API require (Authorization: Bearer, "
+             "or open /?token=... once in a browser); required when DASHBOARD_HOST is not loopback", secret=True),
+    Variable("DASHBOARD_ALLOWED_HOSTS", "dashboard_allowed_hosts", "host names the dashboard/API answer to (Host "
+             "header, against DNS rebinding), comma-separated (default: localhost, 127.0.0.1, ::1)",
+             "localhost,127.0.0.1,::1"),
+    Variable("DASHBOARD_QUERY_TIMEOUT", "dashboard_query_timeout", "seconds an API query may run before ClickHouse "
+             "stops it (max_execution_time; default: 10)", 10),
     Variable("KAFKA_SECURITY_PROTOCOL", "kafka_security_protocol", "Kafka security.protocol: PLAINTEXT (default), "
              "SSL, SASL_PLAINTEXT or SASL_SSL"),
     Variable("KAFKA_SASL_MECHANISM", "kafka_sasl_mechanism", "Kafka sasl.mechanism, e.g. PLAIN, SCRAM-SHA-256, "
@@ -117,6 +124,9 @@ class Settings:
     jars_dir: Path
     dashboard_port: int
     dashboard_host: str
+    dashboard_token: str | None
+    dashboard_allowed_hosts: str
+    dashboard_query_timeout: int
     kafka_security_protocol: str | None = None
     kafka_sasl_mechanism: str | None = None
     kafka_sasl_username: str | None = None

@@ -1,20 +1,19 @@
-"""The HTTP side of the service: JSON API, OpenAPI description, dashboard page. Read-only.
+"""The JSON API's endpoints and the files the dashboard page loads. Read-only; served over HTTP by
+clickhouse/web.py.
 
 Request parameters are validated here (names, ranges, limits) and passed to clickhouse/queries.py
-as typed values; no endpoint accepts SQL. Errors are JSON: {"error": "...", "parameter": "..."}.
+as typed values; no endpoint accepts SQL. A bad parameter is a BadRequest (400, naming the parameter).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs
 
 from clickhouse.queries import WINDOW_TABLES, Queries
 from clickhouse.store import ThreadClients
@@ -28,7 +27,6 @@ STATIC_FILES = {  # URL path -> file; nothing else on disk is reachable
     "/static/dashboard.js": STATIC_DIR / "dashboard.js",
     "/static/vendor/chart.umd.min.js": VENDOR_DIR / "chart.js" / "chart.umd.min.js",
 }
-CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
 
 MAX_RANGE = timedelta(days=366)
 DEFAULT_RANGE = timedelta(hours=24)
@@ -108,7 +106,10 @@ def parse_time(text: str, name: str) -> datetime:
         ) from None
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    value = value.astimezone(UTC)
+    try:
+        value = value.astimezone(UTC)
+    except (OverflowError, ValueError):  # e.g. 0001-01-01T00:00:00+01:00: before year 1 in UTC
+        raise BadRequest(f"'{name}' is out of range (years 1970..2299)", name) from None
     if not 1970 <= value.year <= 2299:
         raise BadRequest(f"'{name}' is out of range (years 1970..2299)", name)
     return value
@@ -161,6 +162,7 @@ class Api:
             "tables": tables,
             "loader": self.status_extra(),
             "restatements": q.restatements(),
+            "dead_letters": q.dead_letters(),
         }
 
     def top_users(self, q: Queries, p: Params) -> dict:
@@ -204,82 +206,3 @@ class Api:
 def _range_json(start: datetime, end: datetime) -> dict:
     fmt = "%Y-%m-%dT%H:%M:%S.%f"
     return {"from": start.strftime(fmt)[:-3] + "Z", "to": end.strftime(fmt)[:-3] + "Z"}
-
-
-# -- HTTP -----------------------------------------------------------------------------------------
-def make_handler(api: Api) -> type[BaseHTTPRequestHandler]:
-    from clickhouse.openapi import openapi_document
-
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "clickhouse-analytics"
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, fmt: str, *args: object) -> None:
-            log.debug("%s " + fmt, self.address_string(), *args)
-
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-            url = urlparse(self.path)
-            try:
-                if url.path in STATIC_FILES:
-                    return self._file(STATIC_FILES[url.path])
-                if url.path == "/openapi.json":
-                    return self._json(HTTPStatus.OK, openapi_document())
-                if url.path == "/healthz":
-                    return self._json(HTTPStatus.OK, {"ok": True})
-                self._json(HTTPStatus.OK, api.handle(url.path, url.query))
-            except BadRequest as exc:
-                body = {"error": str(exc), "status": exc.status.value}
-                if exc.parameter:
-                    body["parameter"] = exc.parameter
-                self._json(exc.status, body)
-            except Exception:
-                log.exception("request %s failed", url.path)
-                self._json(HTTPStatus.INTERNAL_SERVER_ERROR,
-                           {"error": "the query failed on the server; see the service log", "status": 500})
-
-        def _refuse(self) -> None:
-            self._json(HTTPStatus.METHOD_NOT_ALLOWED, {"error": "read-only API: only GET is allowed", "status": 405},
-                       extra={"Allow": "GET"})
-
-        do_POST = do_PUT = do_DELETE = do_PATCH = _refuse  # noqa: N815
-
-        def _file(self, path: Path) -> None:
-            if not path.is_file():
-                return self._json(HTTPStatus.NOT_FOUND, {
-                    "error": f"{path.name} is missing from the installed package (a packaging error): reinstall it",
-                    "status": 404})
-            data = path.read_bytes()
-            self._send(HTTPStatus.OK, data, CONTENT_TYPES.get(path.suffix, "application/octet-stream"))
-
-        def _json(self, status: HTTPStatus, body: object, extra: dict | None = None) -> None:
-            data = json.dumps(body, default=_json_default).encode()
-            self._send(status, data, "application/json", extra)
-
-        def _send(self, status: HTTPStatus, data: bytes, ctype: str, extra: dict | None = None) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(data)))
-            self.send_header("Cache-Control", "no-store")
-            self.send_header("X-Content-Type-Options", "nosniff")
-            for k, v in (extra or {}).items():
-                self.send_header(k, v)
-            self.end_headers()
-            self.wfile.write(data)
-
-    return Handler
-
-
-def _json_default(value: object) -> object:
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    if hasattr(value, "item"):  # numpy scalars
-        return value.item()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
-def make_server(api: Api, host: str, port: int) -> ThreadingHTTPServer:
-    server = ThreadingHTTPServer((host, port), make_handler(api))
-    server.daemon_threads = True
-    return server

@@ -38,7 +38,11 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     q.add_argument("--format", default="PrettyCompactMonoBlock", help="ClickHouse output format")
     sv = common(sub.add_parser("serve", help="loader + dashboard/API in the foreground"))
     loader(sv)
-    sv.add_argument("--no-loader", action="store_true", help="serve the API only")
+    sv.add_argument("--no-loader", action="store_true",
+                    help="serve the API only; no DDL either, so a read-only ClickHouse user will do")
+    sv.add_argument("--no-schema", action="store_true",
+                    help="do not apply the schema at start (an administrator applies it: `clickhouse schema`), so the "
+                         "loader needs no DDL privilege")
     with_help = ("also run NAME in this process, with its own flags, e.g. --with 'lake-maintenance --interval 60' "
                  "(the lake maintenance needs the process that owns an embedded chDB to restate); repeatable")
     sv.add_argument("--with", dest="companions", action="append", default=[], metavar="'NAME [FLAGS]'",
@@ -104,7 +108,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             _refuse_if_service_owns_chdb(settings)
             try:
                 queries = Queries(connect(settings.clickhouse_dsn), "analytics")
-                status = {"tables": queries.table_stats(), "restatements": queries.restatements()}
+                status = {"tables": queries.table_stats(), "restatements": queries.restatements(),
+                          "dead_letters": queries.dead_letters()}
             except ClickHouseError as exc:
                 raise UserError(f"clickhouse: no analytics schema yet ({str(exc).splitlines()[0][:120]}); "
                                 "run: pipeline clickhouse schema") from None
@@ -145,7 +150,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         _refuse_if_service_owns_chdb_other_than_me(settings)
         companions = [companion(spec, settings) for spec in args.companions]
         Service(settings, _schema_options(args), None if args.no_loader else _loader_options(args),
-                host=settings.dashboard_host, companions=companions).serve_forever()
+                host=settings.dashboard_host, companions=companions,
+                manage_schema=not (args.no_loader or args.no_schema)).serve_forever()
         return 0
     raise UserError(f"unknown action {args.action}")
 

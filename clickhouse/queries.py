@@ -79,6 +79,20 @@ class Queries:
         return [{**r, "slot_start": _iso(r["slot_start"]), "restated_at": _iso(r["restated_at"]),
                  **{k: int(r[k]) for k in ("lake_events", "rows_upserted", "rows_deleted")}} for r in rows]
 
+    def dead_letters(self, limit: int = 10) -> dict:
+        """The aggregate records that could not be loaded (analytics.aggregate_rejects): how many per topic and the
+        newest few with their place in Kafka and reason."""
+        counts = _rows(self.client, f"SELECT topic, count() AS records FROM {self.db}.aggregate_rejects FINAL "
+                                    "GROUP BY topic ORDER BY topic", {})
+        newest = _rows(
+            self.client,
+            f"SELECT topic, partition, offset, reason, rejected_at FROM {self.db}.aggregate_rejects FINAL "
+            "ORDER BY rejected_at DESC, topic, partition, offset LIMIT {limit:UInt32}", {"limit": limit})
+        return {"total": sum(int(c["records"]) for c in counts),
+                "by_topic": {c["topic"]: int(c["records"]) for c in counts},
+                "newest": [{**r, "partition": int(r["partition"]), "offset": int(r["offset"]),
+                            "rejected_at": _iso(r["rejected_at"])} for r in newest]}
+
     def top_users(self, start: datetime, end: datetime, limit: int, window: str) -> list[dict]:
         table = WINDOW_TABLES[window]
         return _rows(

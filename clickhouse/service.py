@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 
 from base.config import Settings
 from base.errors import UserError
-from clickhouse.api import Api, make_server
+from clickhouse.api import Api
 from clickhouse.loader import Loader, LoaderMetrics, LoaderOptions
 from clickhouse.schema import SchemaOptions
-from clickhouse.store import ThreadClients, apply_schema, redactor
+from clickhouse.store import ThreadClients, api_limits, apply_schema, redactor
+from clickhouse.web import Access, Server, make_app
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +47,13 @@ class Service:
     host: str = "127.0.0.1"
     port: int | None = None
     companions: list[tuple[str, Companion]] = field(default_factory=list)
+    manage_schema: bool = True  # False: an administrator applies it (the service then needs no DDL privilege)
 
     def __post_init__(self) -> None:
         self.clients = ThreadClients(self.settings.clickhouse_dsn)
+        # The API's own clients: every query under the API's limits; at most web.THREADS of them at once.
+        self.api_clients = ThreadClients(self.settings.clickhouse_dsn,
+                                         api_limits(self.settings.dashboard_query_timeout))
         self.stop_event = threading.Event()
         self.metrics = LoaderMetrics()
         self.redact = redactor(self.settings.clickhouse_dsn)
@@ -56,8 +61,10 @@ class Service:
         self.server = None
 
     def start(self) -> None:
-        apply_schema(self.clients.get(), self.schema)
-        if self.loader_options is not None:
+        access = Access.for_settings(self.settings, self.host)  # refused before anything starts
+        if self.loader_options is not None and self.manage_schema:
+            # Only the loader writes: an API-only service (--no-loader) runs no DDL, so it can use a read-only user.
+            apply_schema(self.clients.get(), self.schema)
             loader = Loader(self.settings.kafka_client_config(), self.clients.get, self.loader_options,
                             self.metrics, redact=self.redact)
             self._threads.append(threading.Thread(target=self._run_loader, args=(loader,), name="loader",
@@ -65,10 +72,10 @@ class Service:
         for name, run in self.companions:
             self._threads.append(threading.Thread(target=self._run_companion, args=(name, run), name=name,
                                                   daemon=True))
-        api = Api(self.clients, self.schema.database, self._loader_status)
+        api = Api(self.api_clients, self.schema.database, self._loader_status)
         port = self.settings.dashboard_port if self.port is None else self.port
         try:
-            self.server = make_server(api, self.host, port)
+            self.server = Server(make_app(api, access, self.settings.dashboard_query_timeout), self.host, port)
         except OSError as exc:
             raise UserError(f"clickhouse service: cannot listen on {self.host}:{port} ({exc.strerror}); "
                             "stop what uses it or set DASHBOARD_PORT") from None
@@ -78,7 +85,7 @@ class Service:
 
     @property
     def url(self) -> str:
-        host, port = self.server.server_address[:2]
+        host, port = self.server.address
         return f"http://{host}:{port}"
 
     def _loader_status(self) -> dict:
@@ -106,10 +113,10 @@ class Service:
         self.stop_event.set()
         if self.server is not None:
             self.server.shutdown()
-            self.server.server_close()
         for t in self._threads:
             t.join(timeout=30)
         self.clients.close()
+        self.api_clients.close()
 
     def serve_forever(self) -> None:
         """Foreground: until SIGTERM/SIGINT."""

@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import clickhouse_connect
+from clickhouse_connect import common as clickhouse_common
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError, ProgrammingError
 
@@ -36,13 +37,23 @@ def chdb_path(dsn: str) -> Path | None:
     return Path(urlparse(dsn).path) if is_embedded(dsn) else None
 
 
-def connect(dsn: str) -> Client:
+def api_limits(timeout_s: int) -> dict[str, object]:
+    """Per-query limits of the API's queries: ClickHouse stops a query past them with an error the API turns into a
+    clear 503. A user whose profile is readonly=1 cannot change settings: they are dropped (with a warning by
+    clickhouse-connect) and the profile's own limits apply (docker-compose's api_reader profile sets the same)."""
+    return {"max_execution_time": timeout_s, "max_memory_usage": 2_000_000_000, "max_result_rows": 200_000,
+            "result_overflow_mode": "throw"}
+
+
+def connect(dsn: str, settings: dict[str, object] | None = None) -> Client:
     """A client for ``dsn``; a chDB directory owned by another process becomes a UserError."""
     path = chdb_path(dsn)
     if path is not None:
         path.mkdir(parents=True, exist_ok=True)
+    # A setting the user may not change (a readonly profile) is dropped, not an error on every query.
+    clickhouse_common.set_setting("invalid_setting_action", "drop")
     try:
-        return clickhouse_connect.get_client(dsn=dsn, settings=QUERY_SETTINGS)
+        return clickhouse_connect.get_client(dsn=dsn, settings={**QUERY_SETTINGS, **(settings or {})})
     except ImportError:
         raise UserError("the embedded ClickHouse needs chDB, which this install left out: pip install "
                         "'user-actions-pipeline[embedded]', or set CLICKHOUSE_URL to a ClickHouse server") from None
@@ -76,8 +87,9 @@ class ThreadClients:
     ``borrow()`` lends a pooled one to a short-lived thread (an HTTP request). A chDB handle
     serialises its calls and an HTTP client is not thread-safe, so no two threads share one."""
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, settings: dict[str, object] | None = None) -> None:
         self.dsn = dsn
+        self.settings = settings  # on every query of these clients (the API's limits)
         self._local = threading.local()
         self._all: list[Client] = []
         self._idle: list[Client] = []
@@ -88,7 +100,7 @@ class ThreadClients:
         with self._lock:
             client = self._idle.pop() if self._idle else None
         if client is None:
-            client = connect(self.dsn)
+            client = connect(self.dsn, self.settings)
             with self._lock:
                 self._all.append(client)
         try:
@@ -100,7 +112,7 @@ class ThreadClients:
     def get(self) -> Client:
         client = getattr(self._local, "client", None)
         if client is None:
-            client = connect(self.dsn)
+            client = connect(self.dsn, self.settings)
             self._local.client = client
             with self._lock:
                 self._all.append(client)

@@ -12,6 +12,7 @@ import pytest
 
 from clickhouse.schema import SchemaOptions
 from clickhouse.service import Service
+from clickhouse.store import apply_schema
 from clickhouse.testing import scratch_settings
 
 pytestmark = pytest.mark.integration
@@ -57,6 +58,7 @@ def api(settings, tmp_path_factory):
 
     db = f"t_{uuid.uuid4().hex[:10]}"
     service = Service(scratch_settings(settings), SchemaOptions(database=db), loader_options=None, port=0)
+    apply_schema(service.clients.get(), SchemaOptions(database=db))  # an administrator's: the API runs no DDL
     service.start()
     seed(service.clients.get(), db)
     yield service.url

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -47,6 +48,14 @@ def test_start_status_stop_by_pid_file(own_settings):
     try:
         line = service_process.start(s, extra_args=["--no-loader"])
         assert "started" in line
+        # API only: it runs no DDL (a read-only user will do), so before an administrator applies the schema the
+        # API says what to do
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            urllib.request.urlopen(f"http://127.0.0.1:{s.dashboard_port}/api/status", timeout=10)
+        assert missing.value.code == 503 and b"run `pipeline clickhouse schema`" in missing.value.read()
+        service_process.stop(s)
+        assert cli(s, "schema").returncode == 0
+        service_process.start(s, extra_args=["--no-loader"])
         pid = service_process.process(s).pid()
         assert pid is not None and read_pid_file(s.run_dir / "clickhouse.pid") == pid
         assert "already running" in service_process.start(s, extra_args=["--no-loader"])

@@ -11,6 +11,7 @@ import pytest
 from clickhouse.api import STATIC_FILES
 from clickhouse.schema import SchemaOptions
 from clickhouse.service import Service
+from clickhouse.store import apply_schema
 from clickhouse.testing import scratch_settings
 from tests.test_clickhouse_api import seed
 
@@ -31,6 +32,7 @@ def dashboard(settings):
                     pytrace=False)
     db = f"t_{uuid.uuid4().hex[:10]}"
     service = Service(scratch_settings(settings), SchemaOptions(database=db), loader_options=None, port=0)
+    apply_schema(service.clients.get(), SchemaOptions(database=db))  # an administrator's: the API runs no DDL
     service.start()
     seed(service.clients.get(), db)
     yield service.url

@@ -49,6 +49,9 @@ async function refresh() {
     document.getElementById("freshness").textContent = fmtAge(realtime.freshness_seconds);
     document.getElementById("loader").textContent = loader.rows_per_second == null ? "off"
       : `${Math.round(loader.rows_per_second).toLocaleString("en")} rows/s, lag ${loader.lag_total.toLocaleString("en")}`;
+    const dead = status.dead_letters || {};
+    document.getElementById("dead-letters").textContent = dead.total === undefined ? "–"
+      : `${dead.total}` + (dead.newest && dead.newest.length ? ` (newest: ${dead.newest[0].topic}, ${dead.newest[0].reason.slice(0, 60)})` : "");
     const restated = (status.restatements || [])[0];
     document.getElementById("restated").textContent = restated
       ? `${restated.slot_start.slice(0, 16)} (at ${restated.restated_at.slice(0, 16)}, ${restated.rows_upserted + restated.rows_deleted} keys)`
