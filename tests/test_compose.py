@@ -322,7 +322,7 @@ def test_mounted_files_and_build_contexts_exist() -> None:
 
 def test_grafana_reads_its_secrets_from_files_and_queries_the_deduplicated_tables() -> None:
     datasource = (PROJECT_ROOT / "deploy/grafana/provisioning/datasources/clickhouse.yml").read_text()
-    assert "$__file{/run/secrets/clickhouse_password}" in datasource
+    assert "$__file{/run/secrets/clickhouse_grafana_password}" in datasource and "username: grafana" in datasource
     assert "GF_SECURITY_ADMIN_PASSWORD__FILE" in environment("grafana")
     dash = json.loads((PROJECT_ROOT / "deploy/grafana/dashboards/user-actions.json").read_text())
     sqls = [t["rawSql"] for p in dash["panels"] for t in p["targets"]]
@@ -333,3 +333,79 @@ def test_docker_ignore_keeps_local_state_out_of_the_build_context() -> None:
     ignored = (PROJECT_ROOT / ".dockerignore").read_text().split()
     assert {".venv", ".data", ".cache", ".env"} <= set(ignored)
     assert Path(".cache/jars") not in map(Path, ignored)
+
+
+# -- 8. least privilege: each component with its own users, allowed only its part ------------------------------------
+def test_each_component_reaches_clickhouse_as_its_own_user_with_only_its_grants() -> None:
+    import xml.etree.ElementTree as ET
+
+    users = {u.tag: u for u in ET.parse(PROJECT_ROOT / "deploy/clickhouse/users.d/pipeline-users.xml")
+             .getroot().find("users")}
+    grants = {name: " ".join(q.text for q in user.find("grants")) for name, user in users.items()}
+    assert grants == {"loader": "GRANT SELECT, INSERT, ALTER DELETE ON analytics.*",
+                      "api": "GRANT SELECT ON analytics.*", "grafana": "GRANT SELECT ON analytics.*"}
+    assert all(user.find("password").get("from_env") for user in users.values())  # no password in the file
+    profiles = {p.tag: p for p in ET.parse(PROJECT_ROOT / "deploy/clickhouse/users.d/pipeline-users.xml")
+                .getroot().find("profiles")}
+    assert users["api"].findtext("profile") == "api_reader" and profiles["api_reader"].findtext("readonly") == "2"
+    assert profiles["api_reader"].findtext("max_execution_time") and profiles["grafana_reader"].findtext("readonly")
+    as_user = {name: environment(name).get("CLICKHOUSE_USER") for name in SERVICES}
+    assert as_user["clickhouse-init"] == "analytics"  # the administrator: the schema, nothing else
+    assert (as_user["loader"], as_user["lake-maintenance"], as_user["dashboard"]) == ("loader", "loader", "api")
+    assert SERVICES["loader"]["command"][-1] == "--no-schema" and "--no-loader" in SERVICES["dashboard"]["command"]
+    # (the server itself creates the administrator from the same variable)
+    assert {n for n, u in as_user.items() if u == "analytics"} == {"clickhouse", "clickhouse-init"}
+
+
+def _kafka_users() -> set[str]:
+    jaas = environment("kafka-1")["KAFKA_LISTENER_NAME_INTERNAL_PLAIN_SASL_JAAS_CONFIG"]
+    return set(re.findall(r'\buser_(\w+)="', jaas))
+
+
+def _acls() -> dict[str, set[tuple[str, str]]]:
+    """principal -> {(operation, resource)} from the kafka-topics command's kafka-acls calls."""
+    out: dict[str, set[tuple[str, str]]] = {}
+    for call in SERVICES["kafka-topics"]["command"][0].split(";"):
+        if "kafka-acls.sh" not in call:
+            continue
+        words = call.split()
+        principal = words[words.index("--allow-principal") + 1].removeprefix("User:")
+        operations = [words[i + 1] for i, w in enumerate(words) if w == "--operation"]
+        resources = [f"{w[2:]}:{words[i + 1]}" for i, w in enumerate(words) if w in ("--topic", "--group")]
+        out.setdefault(principal, set()).update((o, r) for o in operations for r in resources)
+    return out
+
+
+def test_kafka_authenticates_everyone_and_each_user_may_do_only_its_part() -> None:
+    env = environment("kafka-1")
+    assert set(env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].replace(",", ":").split(":")[1::2]) == {"SASL_PLAINTEXT"}
+    assert env["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
+    assert env["KAFKA_SUPER_USERS"] == "User:broker;User:admin"
+    assert _kafka_users() == {"broker", "admin", "producer", "flink", "loader"}
+    aggregates = {"topic:user_aggregations", "topic:user_action_aggregations", "topic:user_aggregations_realtime"}
+    assert _acls() == {
+        "producer": {("Write", "topic:user_actions_topic"), ("Describe", "topic:user_actions_topic")},
+        "flink": {("Read", "topic:user_actions_topic"), ("Describe", "topic:user_actions_topic"),
+                  ("Read", "group:flink-user-actions"),
+                  *((op, t) for op in ("Write", "Describe") for t in aggregates)},
+        "loader": {*((op, t) for op in ("Read", "Describe") for t in aggregates), ("Read", "group:clickhouse-loader")},
+    }
+    as_user = {name: environment(name).get("KAFKA_SASL_USERNAME") for name in SERVICES}
+    assert (as_user["producer"], as_user["job-submitter"], as_user["loader"]) == ("producer", "flink", "loader")
+    for name, user in as_user.items():
+        if user:
+            assert environment(name)["KAFKA_SASL_PASSWORD_FILE"] == f"/run/secrets/kafka_{user}_password", name
+
+
+def test_only_minio_and_its_init_job_hold_the_root_keys() -> None:
+    holders = {name for name, svc in SERVICES.items() if {"minio_root_user", "minio_root_password"} & set(
+        svc.get("secrets", []))}
+    assert holders == {"minio", "minio-init"}
+    lake_users = {name for name, svc in SERVICES.items() if "s3_secret_key" in svc.get("secrets", [])}
+    assert lake_users == {"job-submitter", "lake-maintenance", "minio-init"}
+
+
+def test_the_dashboard_exposed_beyond_loopback_carries_a_token() -> None:
+    env = environment("dashboard")
+    assert env["DASHBOARD_HOST"] == "0.0.0.0" and env["DASHBOARD_TOKEN_FILE"] == "/run/secrets/dashboard_token"
+    assert "dashboard_token" in SERVICES["dashboard"]["secrets"]

@@ -1,0 +1,168 @@
+"""The compose stack's Kafka security, run: a broker configured from docker-compose.yml's own settings (the
+apache/kafka image's convention: KAFKA_FOO_BAR -> foo.bar), on loopback ports, one node instead of three; then the
+kafka-topics service's own command (topics and ACLs) run against it, with Kafka's own tools from the project's jars.
+
+Then each user of the stack, through the real client the project uses (librdkafka):
+- the producer writes the raw topic, and nothing else;
+- the job (flink) reads the raw topic in its group and writes the aggregates, and nothing else;
+- the loader reads the aggregates in its group, and nothing else;
+- a client without credentials, or with a wrong password, gets nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from base.config import Settings
+from local_services.process import ManagedProcess, port_open, require_java, wait_until
+from tests.conftest import free_port
+from tests.test_compose import COMPOSE, SERVICES, example_env
+
+pytestmark = [pytest.mark.integration, pytest.mark.reliability]
+
+RAW = "user_actions_topic"
+AGGREGATE = "user_aggregations"
+
+
+def _property(name: str) -> str:
+    """The apache/kafka image's mapping of an environment variable to a broker property."""
+    return name.removeprefix("KAFKA_").lower().replace("___", "-").replace("__", "_").replace("_", ".")
+
+
+def _server_properties(log_dir: Path, ports: dict[str, int]) -> str:
+    env = {k: str(v) for k, v in SERVICES["kafka-1"]["environment"].items() if k.startswith("KAFKA_")}
+    props = {_property(k): v for k, v in env.items() if k not in ("KAFKA_HEAP_OPTS",)}
+    # What a container's network gives and one loopback node replaces; every security setting stays as compose has it.
+    props.update({
+        "node.id": "1",
+        "listeners": ",".join(f"{n}://127.0.0.1:{p}" for n, p in ports.items()),
+        "advertised.listeners": ",".join(f"{n}://127.0.0.1:{p}" for n, p in ports.items() if n != "CONTROLLER"),
+        "controller.quorum.bootstrap.servers": f"127.0.0.1:{ports['CONTROLLER']}",
+        "log.dirs": str(log_dir),
+        "default.replication.factor": "1", "min.insync.replicas": "1", "offsets.topic.replication.factor": "1",
+        "transaction.state.log.replication.factor": "1", "transaction.state.log.min.isr": "1",
+        "group.initial.rebalance.delay.ms": "0",
+    })
+    props.pop("controller.quorum.voters")
+    return "".join(f"{k}={v}\n" for k, v in sorted(props.items()))
+
+
+@pytest.fixture(scope="module")
+def secured_broker(services: Settings, tmp_path_factory):
+    home = tmp_path_factory.mktemp("kafka-sasl")
+    java = require_java()
+    jars = services.jars_dir / "kafka"
+    ports = {"INTERNAL": free_port(), "EXTERNAL": free_port(), "CONTROLLER": free_port()}
+    props = home / "server.properties"
+    props.write_text(_server_properties(home / "log", ports))
+    jvm = [java, "-Xmx512m", "-cp", f"{jars}/*"]
+    fmt = subprocess.run([*jvm, "kafka.tools.StorageTool", "format", "--standalone", "-t",
+                          COMPOSE["services"]["kafka-1"]["environment"]["CLUSTER_ID"], "-c", str(props)],
+                         capture_output=True, text=True, timeout=120)
+    assert fmt.returncode == 0, fmt.stderr + fmt.stdout
+    broker = ManagedProcess("kafka-sasl", home / "run", home / "logs")
+    broker.start([*jvm, "kafka.Kafka", str(props)])
+    try:
+        wait_until(lambda: port_open("127.0.0.1", ports["INTERNAL"]), 90, "the SASL broker", broker)
+        bin_dir = home / "bin"
+        bin_dir.mkdir()
+        for script, tool in (("kafka-topics.sh", "TopicCommand"), ("kafka-acls.sh", "AclCommand")):
+            (bin_dir / script).write_text(f'#!/bin/sh\nexec {java} -cp "{jars}/*" org.apache.kafka.tools.{tool} "$@"\n')
+            (bin_dir / script).chmod(0o755)
+        command = SERVICES["kafka-topics"]["command"][0].replace("/opt/kafka/bin/", f"{bin_dir}/").replace(
+            "B=kafka-1:9092,kafka-2:9092,kafka-3:9092", f"B=127.0.0.1:{ports['INTERNAL']}").replace(
+            "--replication-factor 3", "--replication-factor 1").replace("min.insync.replicas=2", "min.insync.replicas=1"
+        ).replace("/tmp/admin.properties", str(home / "admin.properties"))
+        env = {**os.environ, **{k: str(v) for k, v in SERVICES["kafka-topics"]["environment"].items()}}
+        done = subprocess.run(["/bin/sh", "-c", command.replace("$$", "$")], env=env, capture_output=True,
+                              text=True, timeout=600)
+        assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+        yield f"127.0.0.1:{ports['INTERNAL']}"
+    finally:
+        broker.stop()
+
+
+def _client(bootstrap: str, user: str | None, password: str | None = None) -> dict:
+    if user is None:
+        return {"bootstrap.servers": bootstrap, "log_level": 0, "socket.timeout.ms": 5000}
+    secret = password if password is not None else example_env()[f"KAFKA_{user.upper()}_PASSWORD"]
+    return {"bootstrap.servers": bootstrap, "security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "PLAIN",
+            "sasl.username": user, "sasl.password": secret, "log_level": 0, "socket.timeout.ms": 5000}
+
+
+def _write(config: dict, topic: str) -> str | None:
+    """None if the record was acknowledged, else the error's name."""
+    from confluent_kafka import KafkaException, Producer
+
+    errors: list = []
+    producer = Producer({**config, "message.timeout.ms": 10000, "enable.idempotence": True})
+    try:
+        producer.produce(topic, key=b"k", value=b"v", on_delivery=lambda err, _m: errors.append(err))
+        producer.flush(20)
+    except (KafkaException, SystemError) as exc:  # fatal: e.g. no right to write at all (no idempotent producer id)
+        cause = exc if isinstance(exc, KafkaException) else exc.__cause__
+        return _name(cause.args[0]) if isinstance(cause, KafkaException) else str(exc)
+    if errors == [None]:
+        return None
+    return _name(errors[0]) if errors else "no delivery report"
+
+
+def _name(error) -> str:
+    """The error's name (TOPIC_AUTHORIZATION_FAILED, ...), or its text where the client has no name for it."""
+    try:
+        return error.name()
+    except (SystemError, TypeError):  # some delivery reports carry the code only in their text
+        found = re.search(r"code=(\w+)", str(error))
+        return found.group(1) if found else str(error)
+
+
+def _read(config: dict, topic: str, group: str) -> str | None:
+    """None if a record of ``topic`` was read in ``group``, else the error's name."""
+    from confluent_kafka import Consumer, KafkaException
+
+    consumer = Consumer({**config, "group.id": group, "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    try:
+        consumer.subscribe([topic])
+        for _ in range(30):
+            message = consumer.poll(1.0)
+            if message is None:
+                continue
+            if message.error():
+                return _name(message.error())
+            return None
+        return "nothing read"
+    except KafkaException as exc:
+        return _name(exc.args[0])
+    finally:
+        consumer.close()
+
+
+def test_each_user_of_the_stack_may_do_its_part_and_nothing_else(secured_broker: str) -> None:
+    producer, flink, loader = (_client(secured_broker, u) for u in ("producer", "flink", "loader"))
+    assert _write(producer, RAW) is None
+    assert _write(producer, AGGREGATE) == "TOPIC_AUTHORIZATION_FAILED"
+    assert _read(producer, RAW, f"g-{uuid.uuid4().hex[:6]}") is not None
+
+    assert _read(flink, RAW, "flink-user-actions") is None
+    assert _write(flink, AGGREGATE) is None
+    assert _write(flink, RAW) == "TOPIC_AUTHORIZATION_FAILED"
+    assert _read(flink, RAW, "another-group") == "GROUP_AUTHORIZATION_FAILED"
+
+    assert _read(loader, AGGREGATE, "clickhouse-loader") is None
+    # no Write anywhere: the idempotent producer already fails to get a producer id
+    assert _write(loader, AGGREGATE) in ("TOPIC_AUTHORIZATION_FAILED", "CLUSTER_AUTHORIZATION_FAILED")
+    assert _read(loader, RAW, "clickhouse-loader") is not None
+
+
+def test_no_credentials_or_a_wrong_password_get_nothing(secured_broker: str) -> None:
+    assert _write(_client(secured_broker, None), RAW) is not None
+    wrong = _client(secured_broker, "producer", password="not-the-password")
+    assert _write(wrong, RAW) is not None
+    acl_lines = re.findall(r"--allow-principal User:(\w+)", SERVICES["kafka-topics"]["command"][0])
+    assert sorted(set(acl_lines)) == ["flink", "loader", "producer"]
