@@ -183,13 +183,31 @@ def free_loopback_port(span: int = 1) -> int:
 
 
 # Flink 2.0's DefaultScheduler logs one of these per failure it recovers from by its restart strategy
+# ("{} tasks will be restarted to recover the failed task {}." / "... to recover from a global failure."; a failed
+# checkpoint beyond the tolerable number is a global failure): tests/reliability/test_failover_counted.py forces
+# one and checks that it is counted.
 _FAILOVER = re.compile(r"tasks will be restarted to recover (?:the failed task|from a global failure)")
+_JOB_RUNNING = re.compile(r"Job .* \([0-9a-f]{32}\) switched from state \w+ to RUNNING\.")
 
 
 def job_failovers(job: JobProcess) -> int:
-    """How often the job's own Flink log saw it fail and restart (Flink's restart strategy, no restore by us)."""
+    """How often the job's own Flink log saw it fail and restart (Flink's restart strategy, no restore by us).
+
+    A count of 0 means something only if that log is the job's and shows it running: no Flink log in the job's log
+    folder, or one where the job never switched to RUNNING or never completed a checkpoint, is an AssertionError,
+    never 0.
+    """
     log_dir = flink_log_dir(job.log)
-    return sum(len(_FAILOVER.findall(p.read_text(errors="replace"))) for p in sorted(log_dir.glob("*.log*")))
+    logs = sorted(p for p in log_dir.glob("*.log*") if p.is_file()) if log_dir.is_dir() else []
+    text = "".join(p.read_text(errors="replace") for p in logs)
+    if not text:
+        found = sorted(p.name for p in log_dir.glob("*")) if log_dir.is_dir() else "no such folder"
+        raise AssertionError(f"no Flink log in {log_dir} (found: {found}): cannot count the job's failovers")
+    if not _JOB_RUNNING.search(text) or not _COMPLETED.search(text):
+        raise AssertionError(f"the Flink log in {log_dir} shows the job never ran (no switch to RUNNING or no "
+                             f"completed checkpoint): a failover count of 0 would mean nothing; its tail:\n"
+                             f"{text[-2000:]}")
+    return len(_FAILOVER.findall(text))
 
 
 _COMPLETED = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*?Completed checkpoint (\d+) for job "
