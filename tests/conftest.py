@@ -56,3 +56,49 @@ def pid_running(pid: int) -> bool:
             return f.read().rsplit(") ", 1)[1][0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def listening_addresses(pid: int) -> set[str]:
+    """host:port of every listening TCP socket owned by ``pid`` or its descendants (/proc, no tools needed)."""
+    import os
+    import socket
+    from pathlib import Path
+
+    from scripts.faults import descendants
+
+    inodes = set()
+    for p in [pid, *descendants(pid)]:
+        for fd in Path(f"/proc/{p}/fd").glob("*"):
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    found = set()
+    for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
+        for line in Path(table).read_text().splitlines()[1:]:
+            cols = line.split()
+            if cols[3] != "0A" or cols[9] not in inodes:  # 0A = LISTEN
+                continue
+            hex_ip, hex_port = cols[1].split(":")
+            raw = bytes.fromhex(hex_ip)
+            if width == 8:
+                ip = socket.inet_ntop(socket.AF_INET, raw[::-1])
+            else:  # /proc prints IPv6 as four little-endian 32-bit words
+                ip = socket.inet_ntop(socket.AF_INET6, b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4)))
+            found.add(f"{ip}:{int(hex_port, 16)}")
+    return found
+
+
+def listening_ports() -> set[int]:
+    """Every TCP port some process of this machine listens on right now (any address, /proc/net/tcp and tcp6)."""
+    from pathlib import Path
+
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            cols = line.split()
+            if cols[3] == "0A":  # LISTEN
+                ports.add(int(cols[1].split(":")[1], 16))
+    return ports

@@ -12,18 +12,17 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import replace
-from pathlib import Path
+from dataclasses import dataclass, replace
 
 import pytest
 
 from base.config import PROJECT_ROOT, Settings
+from tests.conftest import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
@@ -77,12 +76,6 @@ def test_cli_errors_are_one_line_non_zero_and_write_nothing(services, unique_nam
 
 
 # -- the API, served by a real ClickHouse service process on its own port and scratch directory ------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 # Rows the service starts with (seeded through the CLI before it owns the chDB directory), so "stored rows
 # unchanged" compares real data: 2-hour rows of users 7 and 8 (user 7 in two versions: ReplacingMergeTree keeps
 # version 2 already at insert), one per-action row and two 5-minute rows, all within the API's default 24 hours.
@@ -97,6 +90,40 @@ SEED_SQL = [
 ]
 SEEDED_ROWS = {"user_aggregations": 2, "user_action_aggregations": 1, "user_aggregations_realtime": 2}
 SEEDED_TOP_USERS = [(7, 6), (8, 2)]  # 2-hour totals: version 2 of user 7
+TABLES = tuple(SEEDED_ROWS)
+# Every stored row (not FINAL: what is on disk), without the window times (they follow now()): (user, count, version).
+SEEDED = {"user_aggregations": [(7, 6, 2), (8, 2, 1)], "user_action_aggregations": [(7, 6, 2)],
+          "user_aggregations_realtime": [(7, 4, 1), (8, 2, 1)]}
+
+
+def stored(env: dict[str, str]) -> dict[str, list[dict]]:
+    """Every row of the three tables as stored, all columns, read by the CLI (the service must be stopped: it owns
+    the embedded chDB directory)."""
+    rows = {}
+    for table in TABLES:
+        read = run_cli(["clickhouse", "sql", f"SELECT * FROM analytics.{table} ORDER BY ALL", "--format",
+                        "JSONEachRow"], env)
+        assert read.returncode == 0, read.stderr
+        rows[table] = [json.loads(line) for line in read.stdout.splitlines()]
+    return rows
+
+
+@dataclass
+class Served:
+    settings: Settings
+    url: str
+    env: dict[str, str]
+    before: dict[str, list[dict]]  # every stored row when the service started
+
+    def stored_now(self) -> dict[str, list[dict]]:
+        """Every stored row now: the service stopped for the CLI to read them, then started again."""
+        from clickhouse import service_process
+
+        service_process.stop(self.settings)
+        try:
+            return stored(self.env)
+        finally:
+            service_process.start(self.settings, extra_args=["--no-loader"])
 
 
 @pytest.fixture(scope="module")
@@ -111,9 +138,13 @@ def service(services: Settings, tmp_path_factory):
     for statement in SEED_SQL:
         seeded = run_cli(["clickhouse", "sql", statement], env)
         assert seeded.returncode == 0, seeded.stderr
+    before = stored(env)
+    count = {"user_aggregations": "total_actions", "user_action_aggregations": "actions",
+             "user_aggregations_realtime": "total_actions"}
+    assert {t: [(r["user_id"], r[count[t]], r["version"]) for r in rows] for t, rows in before.items()} == SEEDED
     service_process.start(settings, extra_args=["--no-loader"])
     try:
-        yield settings, service_process.url(settings)
+        yield Served(settings, service_process.url(settings), env, before)
     finally:
         service_process.stop(settings)
 
@@ -151,7 +182,7 @@ def assert_seed_intact(base: str) -> None:
 
 
 def test_api_is_read_only_every_write_method_is_405(service) -> None:
-    _, base = service
+    base = service.url
     assert_seed_intact(base)
     for path in ["/", "/healthz", "/openapi.json", *api_paths(base)]:
         for method in ("POST", "PUT", "DELETE", "PATCH"):
@@ -166,10 +197,13 @@ HOSTILE = ["1;DROP TABLE analytics.user_aggregations", "1' OR '1'='1", "SELECT 1
 
 
 def test_api_rejects_out_of_range_and_injection_shaped_parameters_with_4xx(service) -> None:
-    _, base = service
+    base = service.url
     assert_seed_intact(base)
     checked = 0
-    for path in api_paths(base):
+    paths = api_paths(base)
+    assert sorted(paths) == ["/api/action-types", "/api/action-types/series", "/api/distribution", "/api/events",
+                             "/api/hourly", "/api/status", "/api/top-users", "/api/users/42/activity"], paths
+    for path in paths:
         for name in ("limit", "from", "to", "window", "sql", "query", "q"):
             for value in HOSTILE:
                 status, body = request(f"{base}{path}?{urllib.parse.urlencode({name: value})}")
@@ -183,45 +217,19 @@ def test_api_rejects_out_of_range_and_injection_shaped_parameters_with_4xx(servi
             assert status == 400 and body["parameter"] == "user_id", (raw_id, status, body)
     for path in ("/api/sql", "/api/query?q=SELECT%201", "/../base/config.py", "/static/../../pyproject.toml"):
         assert request(base + path)[0] == 404, path
-    assert checked > 300
+    assert checked == len(paths) * 7 * len(HOSTILE) == 616
     assert_seed_intact(base)
+    # every stored row of the three tables, all columns, exactly as before (and the 405 test's writes before it)
+    assert service.stored_now() == service.before
 
 
 # -- security basics -------------------------------------------------------------------------------------------------
-def listening_addresses(pid: int) -> set[str]:
-    """host:port of every listening TCP socket owned by ``pid`` or its descendants (/proc, no tools needed)."""
-    from scripts.faults import descendants
-
-    inodes = set()
-    for p in [pid, *descendants(pid)]:
-        for fd in Path(f"/proc/{p}/fd").glob("*"):
-            try:
-                target = os.readlink(fd)
-            except OSError:
-                continue
-            if target.startswith("socket:["):
-                inodes.add(target[8:-1])
-    found = set()
-    for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
-        for line in Path(table).read_text().splitlines()[1:]:
-            cols = line.split()
-            if cols[3] != "0A" or cols[9] not in inodes:  # 0A = LISTEN
-                continue
-            hex_ip, hex_port = cols[1].split(":")
-            raw = bytes.fromhex(hex_ip)
-            if width == 8:
-                ip = socket.inet_ntop(socket.AF_INET, raw[::-1])
-            else:  # /proc prints IPv6 as four little-endian 32-bit words
-                ip = socket.inet_ntop(socket.AF_INET6, b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4)))
-            found.add(f"{ip}:{int(hex_port, 16)}")
-    return found
-
-
 def test_services_listen_on_loopback_only(services, service) -> None:
     from clickhouse import service_process
     from local_services import kafka, s3
+    from tests.conftest import listening_addresses
 
-    ch_settings, _ = service
+    ch_settings = service.settings
     pids = {"kafka": kafka.process(services).pid(), "s3": s3.process(services).pid(),
             "clickhouse": service_process.process(ch_settings).pid()}
     for name, pid in pids.items():
