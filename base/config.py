@@ -315,6 +315,11 @@ def under_flink_run() -> bool:
     return "PYFLINK_GATEWAY_PORT" in os.environ
 
 
+def search_path() -> str:
+    """This process's PATH, for a child given an environment of its own rather than this one (the S3 server)."""
+    return os.environ.get("PATH", "")
+
+
 def _raw_value(env: Mapping[str, str], name: str) -> str | None:
     """``NAME`` from the environment, or the content of the file that ``NAME_FILE`` names; empty = unset."""
     value, path = env.get(name) or None, env.get(f"{name}_FILE") or None

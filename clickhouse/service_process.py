@@ -40,6 +40,7 @@ def start(settings: Settings, extra_args: list[str] | None = None, timeout: floa
         return f"clickhouse service already running (pid {proc.pid()}) on {url(settings)}"
     require_port_free("clickhouse service (dashboard)", settings.dashboard_port)
     argv = [sys.executable, "-m", "pipeline", "clickhouse", "serve", *(extra_args or [])]
+    # the whole environment passed on (no variable read here), the settings on top
     pid = proc.start(argv, env={**os.environ, **settings.to_env()}, cwd=PROJECT_ROOT)
     wait_until(lambda: healthy(settings), timeout, "clickhouse service", proc)
     return f"clickhouse service started (pid {pid}): dashboard {url(settings)}/ ; log {proc.log_file}"

@@ -39,6 +39,7 @@ def start(settings: Settings, cluster: bool = False, checkpoint_interval: str = 
         raise UserError(f"a Flink job from an earlier demo is still running (pid {proc.pid()}): "
                         f"stop it with `kill {proc.pid()}` or wait for it to end")
     argv = [sys.executable, "-m", "flink_job", *job_flags]
+    # the whole environment passed on (no variable read here), the settings on top
     pid = proc.start(argv, env={**os.environ, **settings.to_env()}, cwd=PROJECT_ROOT)
     time.sleep(3)
     if proc.pid() is None:

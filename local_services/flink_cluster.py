@@ -224,7 +224,9 @@ def _flatten(tree: dict, prefix: str = "") -> dict[str, object]:
 
 
 def _env(settings: Settings) -> dict[str, str]:
-    env = {**os.environ, **settings.to_env()}  # the job's driver under `flink run` reads its settings from these
+    # The whole environment passed on (no variable read here), the settings on top: the job's driver under
+    # `flink run` reads its settings from these.
+    env = {**os.environ, **settings.to_env()}
     env.update({
         "FLINK_HOME": str(FLINK_HOME),
         "FLINK_LOG_DIR": str(settings.logs_dir),
@@ -305,7 +307,7 @@ def start(settings: Settings, taskmanagers: int = 1, timeout: float = 90.0,
 
 def _local_env(settings: Settings, taskmanagers: int, options: dict[str, str] | None = None) -> dict[str, str]:
     local = replace(settings, flink_rest_url=None)  # the local cluster is always the one on FLINK_REST_PORT
-    env = {**os.environ, **local.to_env()}
+    env = {**os.environ, **local.to_env()}  # the whole environment passed on, the settings on top
     properties = {**local_properties(settings, taskmanagers), **(options or {})}
     env["FLINK_PROPERTIES"] = yaml.safe_dump(properties, default_flow_style=False)
     return env

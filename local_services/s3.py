@@ -7,9 +7,7 @@ to create directories; versitygw keeps S3's key semantics.
 
 from __future__ import annotations
 
-import os
-
-from base.config import PROJECT_ROOT, Settings
+from base.config import PROJECT_ROOT, Settings, search_path
 from base.errors import UserError
 from local_services.process import (
     ManagedProcess,
@@ -64,7 +62,7 @@ def start(settings: Settings, timeout: float = 60.0, virtual_domain: str | None 
     root = settings.data_dir / "s3"
     (root / settings.s3_bucket).mkdir(parents=True, exist_ok=True)  # a top-level directory is a bucket
     env = {
-        "PATH": os.environ.get("PATH", ""),
+        "PATH": search_path(),
         # Credentials through the environment, not argv, so `ps` does not show the secret.
         "ROOT_ACCESS_KEY": settings.s3_access_key,
         "ROOT_SECRET_KEY": settings.s3_secret_key,

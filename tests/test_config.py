@@ -84,3 +84,53 @@ def test_clickhouse_credentials_survive_any_character_and_are_never_shown() -> N
 def test_a_flag_moves_the_defaults_derived_from_it() -> None:
     settings = Settings.from_env({}, data_dir="/srv/flag")
     assert settings.paimon_warehouse == "file:///srv/flag/warehouse"
+
+
+PRODUCT_PACKAGES = ("base", "local_services", "producer", "clickhouse", "lakehouse", "flink_job", "pipeline")
+
+
+def environment_reads(source: str) -> list[tuple[int, str]]:
+    """(line, what) of every read of the process environment in ``source``: ``os.environ[...]``,
+    ``os.environ.get(...)``, ``NAME in os.environ``, ``os.getenv(...)``, any use of ``os.environ``/``os.environb``
+    (also imported by name) other than passing the whole of it to a child, ``{**os.environ, ...}``."""
+    import ast
+
+    tree = ast.parse(source)
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    by_name = {alias.asname or alias.name: alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+               and node.module == "os" for alias in node.names}
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "os":
+            name = node.attr
+        elif isinstance(node, ast.Name) and node.id in by_name and isinstance(node.ctx, ast.Load):
+            name = by_name[node.id]
+        else:
+            continue
+        if name == "getenv":
+            found.append((node.lineno, "os.getenv"))
+        elif name in ("environ", "environb"):
+            parent = parents.get(node)
+            whole = isinstance(parent, ast.Dict) and any(
+                key is None and value is node for key, value in zip(parent.keys, parent.values, strict=True))
+            if not whole:
+                found.append((node.lineno, f"os.{name} used as {type(parent).__name__}"))
+    return found
+
+
+def test_only_base_config_reads_the_environment() -> None:
+    """README: base/config.py is the only module that reads the environment (passing all of it to a child process,
+    ``{**os.environ, ...}``, is not reading a variable). A new ``os.environ[...]``, ``os.environ.get(...)`` or
+    ``os.getenv(...)`` anywhere else in the product fails here."""
+    from base.config import PROJECT_ROOT
+
+    reads = [f"{path.relative_to(PROJECT_ROOT)}:{line}: {what}"
+             for package in PRODUCT_PACKAGES for path in sorted((PROJECT_ROOT / package).rglob("*.py"))
+             if path != PROJECT_ROOT / "base" / "config.py"
+             for line, what in environment_reads(path.read_text())]
+    assert reads == [], "read the environment in base/config.py (a helper there), not here:\n" + "\n".join(reads)
+    # the check itself finds each form
+    forms = ("import os\nos.environ['A']\nos.environ.get('B')\n'C' in os.environ\nos.getenv('D')\nenv = os.environ\n"
+             "from os import environ as e, getenv\ne.get('E')\ngetenv('F')\nchild = {**os.environ, 'G': '1'}\n")
+    assert sorted(line for line, _ in environment_reads(forms)) == [2, 3, 4, 5, 6, 8, 9]
+    assert environment_reads((PROJECT_ROOT / "base" / "config.py").read_text())  # where the reads are
