@@ -66,7 +66,7 @@ def test_start_status_stop_by_pid_file(own_settings):
             assert b"<canvas" in resp.read()
         # The service owns the embedded directory: the CLI refuses, with a clear line, instead of failing oddly.
         refused = cli(s, "sql", "SELECT 1")
-        assert refused.returncode != 0 and "owns the embedded chDB directory" in refused.stderr
+        assert refused.returncode == 2 and "owns the embedded chDB directory" in refused.stderr  # README: 2
         assert "healthy" in cli(s, "status").stdout
     finally:
         assert service_process.stop(s) in ("clickhouse service stopped", "clickhouse service was not running")
@@ -85,15 +85,15 @@ def test_cli_schema_sql_and_variants(own_settings):
     names = [json.loads(line)["name"] for line in out.stdout.splitlines()]
     assert "user_aggregations_realtime" in names and "user_aggregations_realtime_final" in names
     bad = cli(s, "sql", "SELEC nonsense")
-    assert bad.returncode != 0 and "Syntax error" in bad.stderr and "Traceback" not in bad.stderr
+    assert bad.returncode == 2 and "Syntax error" in bad.stderr and "Traceback" not in bad.stderr
     printed = cli(s, "schema", "--print", "--kafka-engine", "--kafka-brokers", "kafka:9092")
     assert printed.returncode == 0 and "ENGINE = Kafka" in printed.stdout
     cluster = cli(s, "schema", "--print", "--cluster", "prod")
     assert "ReplicatedReplacingMergeTree" in cluster.stdout and "Distributed('prod'" in cluster.stdout
     refused = cli(s, "schema", "--kafka-engine")
-    assert refused.returncode != 0 and "need a ClickHouse server" in refused.stderr
+    assert refused.returncode == 2 and "need a ClickHouse server" in refused.stderr
     ttl = cli(s, "schema", "--realtime-ttl-days", "0")
-    assert ttl.returncode != 0 and "realtime_ttl_days" in ttl.stderr
+    assert ttl.returncode == 2 and "realtime_ttl_days" in ttl.stderr
 
 
 @pytest.fixture
@@ -204,3 +204,74 @@ def test_cli_load_then_serve_as_a_user_types_them(private_kafka):
         serve.send_signal(signal.SIGTERM)
         out, _ = serve.communicate(timeout=60)
     assert serve.returncode == 0, out
+
+
+def _text_figures(text: str) -> dict[str, tuple[int, int]]:
+    """table -> (rows, parts) from the table block of `clickhouse status`'s text."""
+    figures = {}
+    for line in text.splitlines():
+        words = line.split()
+        if words and words[0] in ("user_aggregations", "user_action_aggregations", "user_aggregations_realtime"):
+            figures[words[0]] = (int(words[1]), int(words[2]))
+    return figures
+
+
+def test_status_is_text_or_one_json_document_with_lsb_exit_codes(own_settings):
+    """`clickhouse status`: text by default, --json one document with the same figures; exit 3 while the service is
+    not running (the tables read directly), 0 while it answers, 1 while its process lives but does not answer
+    (stopped with SIGSTOP). The service's own log lines follow LOG_FORMAT=json, one object per line."""
+    s = own_settings
+    line = f"clickhouse service: no pid file, not answering on http://127.0.0.1:{s.dashboard_port}"
+    no_schema, no_schema_json = cli(s, "status"), cli(s, "status", "--json")
+    assert no_schema.returncode == no_schema_json.returncode == 3, no_schema.stderr
+    assert no_schema.stdout.splitlines()[0] == line and "run: pipeline clickhouse schema" in no_schema.stdout
+    doc = json.loads(no_schema_json.stdout)
+    assert (doc["state"], doc["service"]["pid"], doc["status"]) == ("stopped", None, None)
+    assert "run: pipeline clickhouse schema" in doc["status_error"]
+
+    assert cli(s, "schema").returncode == 0
+    one = cli(s, "sql", "SELECT 1 AS one, 'a' AS letter", "--json")  # a query command's --json: one document
+    assert one.returncode == 0 and json.loads(one.stdout)["data"] == [{"one": 1, "letter": "a"}], one.stdout
+    stopped, stopped_json = cli(s, "status"), cli(s, "status", "--json")
+    assert stopped.returncode == stopped_json.returncode == 3, stopped.stderr
+    doc = json.loads(stopped_json.stdout)
+    assert doc["state"] == "stopped" and doc["status_error"] is None
+    assert _text_figures(stopped.stdout) == {t["table"]: (t["rows"], t["parts"]) for t in doc["status"]["tables"]}
+    assert set(_text_figures(stopped.stdout)) == {"user_aggregations", "user_action_aggregations",
+                                                  "user_aggregations_realtime"}
+
+    try:
+        service_process.start(replace(s, log_format="json"), extra_args=["--no-loader"])
+        pid = service_process.process(s).pid()
+        running, running_json = cli(s, "status"), cli(s, "status", "--json")
+        assert running.returncode == running_json.returncode == 0, running.stderr
+        doc = json.loads(running_json.stdout)
+        assert doc["service"] == {"service": "clickhouse", "name": "clickhouse service", "pid": pid, "healthy": True,
+                                  "address": f"http://127.0.0.1:{s.dashboard_port}", "state": "running"}
+        assert running.stdout.splitlines()[0] == f"clickhouse service: pid {pid}, healthy on " \
+                                                 f"http://127.0.0.1:{s.dashboard_port}"
+        assert _text_figures(running.stdout) == {t["table"]: (t["rows"], t["parts"])
+                                                 for t in doc["status"]["tables"]}
+        assert f"database {doc['status']['database']}, now " in running.stdout
+        assert "loader not running" in running.stdout
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            stuck, stuck_json = cli(s, "status"), cli(s, "status", "--json")
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        assert stuck.returncode == stuck_json.returncode == 1, stuck.stdout + stuck.stderr
+        doc = json.loads(stuck_json.stdout)
+        assert (doc["state"], doc["service"]["pid"], doc["service"]["healthy"], doc["status"]) == (
+            "unhealthy", pid, False, None)
+        assert stuck.stdout.splitlines() == [
+            f"clickhouse service: pid {pid}, not answering on http://127.0.0.1:{s.dashboard_port}",
+            f"tables not read: {doc['status_error']}"]
+    finally:
+        service_process.stop(s)
+    log = service_process.process(s).log_file.read_text()
+    print(log)
+    records = [json.loads(line) for line in log.splitlines()
+               if line.startswith("{")]
+    assert [r["message"] for r in records if r["logger"] == "clickhouse.service"][-2:] == [
+        f"serving dashboard and API on http://127.0.0.1:{s.dashboard_port} (ClickHouse: chdb://{s.data_dir}/chdb)",
+        "stopping"], records

@@ -96,10 +96,22 @@ def test_user_query_reads_only_the_users_bucket_in_the_date_range(lake, everythi
     assert all(s.bucket == bucket for s in splits)
     assert {s.partition.values[0] for s in splits} <= {DAYS[1].isoformat(), DAYS[2].isoformat()}
     assert all(f"/bucket-{bucket}/" in f.file_path for s in splits for f in s.files)
-    # One bucket per partition: at most 2 days x 12 slots, two commits -> two files each.
-    assert pruned.stats.buckets == pruned.stats.partitions <= 24
-    assert pruned.stats.files <= 2 * pruned.stats.partitions
-    assert full.stats.rows == EVENTS and full.stats.files > 20 * pruned.stats.files
+    # One bucket per partition: exactly the slots of the two days where some row fell in that bucket, and one file
+    # per commit that wrote to it there; unpruned, every (slot, bucket, commit) that got a row.
+    files = written_files(everything)
+    days = {DAYS[1].isoformat(), DAYS[2].isoformat()}
+    in_bucket = {f for f in files if f[0] in days and f[2] == bucket}
+    assert pruned.stats.buckets == pruned.stats.partitions == len({f[:2] for f in in_bucket})
+    assert pruned.stats.files == len(in_bucket)
+    assert full.stats.rows == EVENTS and full.stats.files == len(files)
+
+
+def written_files(rows: pa.Table) -> set[tuple[str, int, int, int]]:
+    """(event_date, event_hour, bucket, commit) of every data file the fixture's two commits wrote: one per slot,
+    bucket and commit that got a row (commit 1 wrote the offsets below EVENTS // 2)."""
+    buckets = buckets_of(rows["user_id"].to_numpy(), 128).tolist()
+    commits = [int(o >= EVENTS // 2) for o in rows["kafka_offset"].to_pylist()]
+    return set(zip(rows["event_date"].to_pylist(), rows["event_hour"].to_pylist(), buckets, commits, strict=True))
 
 
 def test_partition_counts_come_from_metadata_and_are_exact(lake, everything):
@@ -255,7 +267,8 @@ def test_reconcile_passes_on_correct_data_and_names_exactly_the_altered_keys(lak
     assert [t.table for t in result.tables] == ["user_aggregations", "user_action_aggregations",
                                                 "user_aggregations_realtime"]
     assert all(t.lake_keys == t.clickhouse_keys == t.matching > 0 for t in result.tables)
-    assert result.files_read < 2 * 128 * 3 + 1  # only the three slots' files
+    # only the three slots' files: each (slot, bucket, commit) of the rows in them
+    assert result.files_read == len(written_files(in_range))
 
     # Alter one row (a newer version with a wrong count), drop one, invent one.
     ws = start + timedelta(hours=2)

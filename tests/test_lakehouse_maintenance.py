@@ -63,6 +63,9 @@ def test_flink_compaction_and_expiry_keep_rows_and_flink_buckets_match(settings,
 
     before = describe(events, "lake.user_actions")
     ids_before = _event_ids(events)
+    slots = [[("event_date", "equal", RECENT), ("event_hour", "equal", hour)] for hour in (0, 2)]
+    to_compact = [s for slot in slots for s in queries.plan(events, slot)]
+    files_in_slots, buckets_in_slots = sum(len(s.files) for s in to_compact), len(to_compact)
     # Through the CLI, both ways of naming a slot: --date/--hour and --partition.
     wh = ["--warehouse", local.paimon_warehouse, "lake"]
     capsys.readouterr()
@@ -74,7 +77,10 @@ def test_flink_compaction_and_expiry_keep_rows_and_flink_buckets_match(settings,
     events = open_table(local, USER_ACTIONS.name)
     after = describe(events, "lake.user_actions")
     assert _event_ids(events) == ids_before and after.rows == before.rows == 1053
-    assert after.files < before.files / 3
+    # each bucket of the two compacted slots is one file now; the other files are untouched
+    assert after.files == before.files - files_in_slots + buckets_in_slots, (before.files, files_in_slots,
+                                                                             buckets_in_slots, after.files)
+    assert files_in_slots > 2 * buckets_in_slots  # there was something to compact
     for split in queries.plan(events, [("event_date", "equal", RECENT)]):
         assert len(split.files) == 1  # every bucket of the compacted slots is one file now
     assert after.snapshots == before.snapshots + 2

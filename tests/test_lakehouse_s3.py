@@ -11,7 +11,7 @@ import pyarrow.compute as pc
 import pytest
 
 from lakehouse import queries, synthetic
-from lakehouse.bucketing import bucket_of
+from lakehouse.bucketing import bucket_of, buckets_of
 from lakehouse.clickhouse_paimon import table_function
 from lakehouse.describe import describe
 from lakehouse.tables import USER_ACTIONS
@@ -57,7 +57,11 @@ def test_user_query_on_s3_reads_one_bucket_per_partition(s3_lake):
     result = queries.user_events(events, user, DAY, DAY)
     assert result.rows.num_rows == pc.sum(pc.equal(everything["user_id"], user)).as_py() > 0
     assert set(result.rows["user_id"].to_pylist()) == {user}
-    assert result.stats.partitions == result.stats.buckets <= 3
+    # one bucket per partition: exactly the slots of DAY where some row fell in the user's bucket
+    day = everything.filter(pc.equal(everything["event_date"], DAY.isoformat()))
+    in_bucket = buckets_of(day["user_id"].to_numpy(), 128) == bucket
+    slots = {hour for hour, hit in zip(day["event_hour"].to_pylist(), in_bucket.tolist(), strict=True) if hit}
+    assert result.stats.partitions == result.stats.buckets == len(slots)
     splits = queries.plan(events, [("event_date", "equal", DAY.isoformat())], bucket=bucket)
     assert splits and all(f"/bucket-{bucket}/" in f.file_path and f.file_path.startswith("s3://")
                           for s in splits for f in s.files)
