@@ -112,20 +112,33 @@ def produce(settings: Settings, topic: str, records: list[tuple[bytes | None, by
     assert producer.flush(30) == 0
 
 
-def read_topic(settings: Settings, topic: str) -> list[tuple[dict, dict]]:
-    from confluent_kafka import Consumer
+def read_topic(settings: Settings, topic: str, timeout: float = 60) -> list[tuple[dict, dict]]:
+    """Every record of ``topic`` up to its end offsets when called, (key, value) as JSON: the end offsets are the
+    count to wait for, so a slow start (no group to join: the partitions are assigned) is never a short read; a
+    read that cannot reach them within ``timeout`` fails, saying how far it got."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
+    from local_services import kafka
+
+    ends = {p: end for p, end in kafka.partition_ends(settings, topic).items() if end > 0}
     consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"read-{topic}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
-    consumer.subscribe([topic])
-    out, idle_since = [], time.monotonic()
-    while time.monotonic() - idle_since < 5:
-        msg = consumer.poll(0.5)
-        if msg is None or msg.error():
-            continue
-        out.append((json.loads(msg.key()), json.loads(msg.value())))
-        idle_since = time.monotonic()
-    consumer.close()
+                         "enable.auto.commit": False, "enable.partition.eof": False})
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
+    out, done, deadline = [], dict.fromkeys(ends, 0), time.monotonic() + timeout
+    try:
+        while any(done[p] < end for p, end in ends.items()):
+            assert time.monotonic() < deadline, f"read {done} of {ends} records of {topic} within {timeout:.0f} s"
+            msg = consumer.poll(0.5)
+            if msg is None:  # past a transaction marker (no record), the position still moves
+                for tp in consumer.position([TopicPartition(topic, p) for p in ends]):
+                    done[tp.partition] = max(done[tp.partition], tp.offset)
+                continue
+            assert msg.error() is None, msg.error()
+            if msg.offset() < ends[msg.partition()]:
+                out.append((json.loads(msg.key()), json.loads(msg.value())))
+                done[msg.partition()] = msg.offset() + 1
+    finally:
+        consumer.close()
     return out
 
 

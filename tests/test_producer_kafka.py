@@ -137,3 +137,36 @@ def test_records_the_broker_refuses_are_counted_failed_and_exit_nonzero(
     summary = json.loads(summary_path.read_text())
     assert summary["sent"] == 500 and summary["acked"] == 0 and summary["failed"] == 500
     assert "not acknowledged" in result.stdout and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("backend", ["confluent", "kafka-python"])
+def test_both_backends_are_idempotent_with_acks_all(services: Settings, unique_name: str, backend: str,
+                                                    monkeypatch) -> None:
+    """README: both producer backends are idempotent with acks=all. Read from the client each code path builds:
+    librdkafka's configuration as producer/delivery.py hands it over (librdkafka accepts it: the producer is
+    built), kafka-python's as the built producer holds it."""
+    import confluent_kafka
+
+    from local_services import kafka
+    from producer.delivery import DeliveryOptions, open_backend
+
+    kafka.ensure_topics(services, {unique_name: 1})
+    handed: list[dict] = []
+
+    class Recording(confluent_kafka.Producer):
+        def __init__(self, conf: dict) -> None:
+            handed.append(dict(conf))
+            super().__init__(conf)
+
+    monkeypatch.setattr(confluent_kafka, "Producer", Recording)
+    built = open_backend(backend, services, DeliveryOptions(topic=unique_name))
+    try:
+        if backend == "confluent":
+            assert len(handed) == 1 and isinstance(built._producer, Recording)
+            assert (handed[0]["enable.idempotence"], handed[0]["acks"]) == (True, "all"), handed
+        else:
+            config = built._producer.config
+            assert (config["enable_idempotence"], config["acks"]) == (True, -1), config  # kafka-python: 'all' -> -1
+    finally:
+        built.flush(10)
+        built.close()
