@@ -18,7 +18,10 @@ import pytest
 from base.config import PROJECT_ROOT, Settings
 from tests.conftest import free_port, pid_running
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
+# timeout: the bounded waits inside together (cluster start 120, flink run 240, running 180, cancels 3 x 60, four
+# CLI calls of up to 240, health check 120, the bounded run 240, stop 120) and a margin, so a wait that runs out says
+# what it waited for, before pytest-timeout would
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(2_400)]
 
 
 def _rest(settings: Settings, path: str) -> dict:
@@ -87,6 +90,17 @@ def test_standalone_cluster_runs_the_job_and_yields_to_flink_run_options(
                   for check in checks}
         assert list(health.values()) == [0, 0, 1], health
 
+        # README "Failover beyond one node": the restart strategy as the running JobManager has it (its REST API):
+        # 1 s, x1.5 per failure up to 30 s, reset after 10 minutes without one, 10 % jitter, never giving up (no
+        # attempts limit set: Flink's default is Integer.MAX_VALUE)
+        running_conf = {e["key"]: e["value"] for e in _rest(settings, "/jobmanager/config")}
+        restart = {k: v for k, v in running_conf.items() if k.startswith("restart-strategy")}
+        assert restart == {"restart-strategy.type": "exponential-delay",
+                           "restart-strategy.exponential-delay.initial-backoff": "1 s",
+                           "restart-strategy.exponential-delay.backoff-multiplier": "1.5",
+                           "restart-strategy.exponential-delay.max-backoff": "30 s",
+                           "restart-strategy.exponential-delay.reset-backoff-threshold": "10 min",
+                           "restart-strategy.exponential-delay.jitter-factor": "0.1"}, restart
         # 1. `flink run -p 1 -D...` exactly as a user types it: -p, -D and the cluster's config win over the job's
         #    defaults (parallelism 2, 60 s, rocksdb), read back from the running job.
         streaming = replace(job, bounded=False, parallelism=None, checkpoint_interval=None, state_backend=None,

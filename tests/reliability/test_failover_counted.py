@@ -36,7 +36,9 @@ from tests.reliability.conftest import (
 )
 
 # One job start-up (up to 2 min on the loaded 2-core box), then about 30 s.
-pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.slow]
+# timeout: the bounded waits together (300 + 180 + 120 + 120 + 180 + 120) and a margin, so a wait that runs out says
+# what it waited for, before pytest-timeout's default 900 s would
+pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.slow, pytest.mark.timeout(1_200)]
 
 EVENTS = 2_000
 USERS = 50

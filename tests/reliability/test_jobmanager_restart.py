@@ -41,7 +41,9 @@ from tests.reliability.conftest import (
     wait_for,
 )
 
-pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.slow, pytest.mark.timeout(900)]
+# timeout: the bounded waits together (300 + 300 + 120 + 120 + 300 + 280 + 600 + 120, the loader 120) and a margin,
+# so a wait that runs out says what it waited for, before pytest-timeout would
+pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.slow, pytest.mark.timeout(2_400)]
 
 EVENTS = 20_000
 RATE = 500

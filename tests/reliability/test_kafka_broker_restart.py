@@ -51,6 +51,9 @@ PARTITIONS = 3
 CLOSE_MS = 8 * 3_600_000
 DOWN_S = 10.0
 DELIVERY_TIMEOUT_S = 300  # the producer's per-record give-up time: far longer than the restart
+# The bounded waits together (checkpoint 300, Kafka 120, restart ~130, producer 600, catch-up 900, checkpoint 120,
+# loader 120) and a margin: a wait that runs out says what it waited for, before pytest-timeout would.
+pytestmark.append(pytest.mark.timeout(2_400))
 
 
 @pytest.fixture

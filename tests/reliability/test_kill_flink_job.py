@@ -62,6 +62,10 @@ PRODUCER_TIMEOUT = EVENTS / RATE + 240
 CATCH_UP_TIMEOUT = 600  # restored job: every row committed
 CHECKPOINT_TIMEOUT = 180
 LOADER_TIMEOUT = 300
+# Longer than the bounded waits above together, so a wait that runs out says what it waited for (pytest-timeout's
+# default of 900 s would stop the test first, with a stack trace instead).
+pytestmark.append(pytest.mark.timeout(2 * JOB_START_TIMEOUT + FIRST_COMMIT_TIMEOUT + PRODUCER_TIMEOUT
+                                      + CATCH_UP_TIMEOUT + CHECKPOINT_TIMEOUT + LOADER_TIMEOUT + 180))
 
 def newest_checkpoint(job: faults.JobProcess) -> int:
     return max((c.number for c in faults.logged_checkpoints(job)), default=0)

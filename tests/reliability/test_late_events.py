@@ -28,7 +28,9 @@ from tests.reliability.conftest import (
 )
 
 # In CI: one job start-up and ~40 s; the only deterministic check of the late-data policy.
-pytestmark = [pytest.mark.integration, pytest.mark.reliability]
+# timeout: the bounded waits together (300 + 240 + 240 + 120 + 120 + 60) and a margin, so a wait that runs out
+# says what it waited for, before pytest-timeout's default 900 s would
+pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.timeout(1_200)]
 
 ON_TIME = 10  # events of user 7 in the first 5 minutes of the slot
 
