@@ -60,7 +60,15 @@ def test_pypaimon_table_on_s3_warehouse(services: Settings, unique_name: str) ->
         o["Key"]
         for o in s3.client(services).list_objects_v2(Bucket=services.s3_bucket, Prefix=unique_name)["Contents"]
     ]
-    assert any("/event_date=2026-11-24/event_hour=22/bucket-" in k and k.endswith(".parquet") for k in keys)
+    # one data file per written (partition, bucket): each row's, as Paimon hashes user_id into 128 buckets
+    from lakehouse.bucketing import buckets_of
+
+    rows = result.sort_by("user_id")
+    expected = {f"{unique_name}/lake.db/foundation_s3/event_date={d}/event_hour={h}/bucket-{b}"
+                for d, h, b in zip(rows["event_date"].to_pylist(), rows["event_hour"].to_pylist(),
+                                   buckets_of(rows["user_id"].to_numpy(), 128).tolist(), strict=True)}
+    data_files = [k for k in keys if k.endswith(".parquet")]
+    assert sorted(k.rsplit("/", 1)[0] for k in data_files) == sorted(expected), keys
 
 
 def test_flink_minicluster_reads_kafka_bounded_into_paimon(services: Settings, unique_name: str, tmp_path) -> None:

@@ -107,6 +107,12 @@ def test_pypaimon_works_with_a_server_that_also_answers_virtual_hosts(services, 
         write(events, synthetic.user_actions(200, BASE_MS, 2 * HOUR_MS, users=10, seed=5))
         rows = queries.read(events, queries.plan(events))
         assert rows.num_rows == 200 and pc.count_distinct(rows["event_id"]).as_py() == 200
-        assert any(o["Key"].endswith(".parquet") for o in _objects(private, "vhost/lake.db/user_actions/"))
+        # one data file per (slot, bucket) the 200 rows fall in, one commit
+        prefix = "vhost/lake.db/user_actions/"
+        expected = {f"{prefix}event_date={d}/event_hour={h}/bucket-{b}" for d, h, b in zip(
+            rows["event_date"].to_pylist(), rows["event_hour"].to_pylist(),
+            buckets_of(rows["user_id"].to_numpy(), 128).tolist(), strict=True)}
+        files = [o["Key"].rsplit("/", 1)[0] for o in _objects(private, prefix) if o["Key"].endswith(".parquet")]
+        assert sorted(files) == sorted(expected)
     finally:
         s3.stop(private)
