@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from urllib.parse import quote, unquote, urlparse
 
+from base import logs
 from base.errors import UserError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -91,6 +92,11 @@ SETTINGS_VARIABLES: tuple[Variable, ...] = (
              "file, never the repo", secret=True),
     Variable("KAFKA_SSL_CA_LOCATION", "kafka_ssl_ca_location", "CA certificate file that signs the brokers' TLS "
              "certificates (default: system CAs)"),
+    Variable("LOG_LEVEL", "log_level", "debug, info, warning or error: the least severe log line every part writes "
+             "(default: info; libraries log warnings and above, everything at debug); flag --log-level", "info"),
+    Variable("LOG_FORMAT", "log_format", "text ('time LEVEL logger: message') or json (one object per line: time, "
+             "level, logger, message) for every part's log lines, on stderr (default: text); flag --log-format",
+             "text"),
 )
 VARIABLES: dict[str, str] = {v.env: v.help for v in SETTINGS_VARIABLES}
 
@@ -132,6 +138,8 @@ class Settings:
     kafka_sasl_username: str | None = None
     kafka_sasl_password: str | None = None
     kafka_ssl_ca_location: str | None = None
+    log_level: str = "info"
+    log_format: str = "text"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -190,6 +198,7 @@ class Settings:
             raise UserError(f"S3_ENDPOINT: '{self.s3_endpoint}' must be an http(s):// URL")
         if self.kafka_partitions < 1 or self.kafka_replication < 1:
             raise UserError("KAFKA_PARTITIONS and KAFKA_REPLICATION must be at least 1")
+        logs.check(self.log_level, self.log_format)
 
     def kafka_client_config(self) -> dict[str, str]:
         """librdkafka settings for any Kafka client: bootstrap plus the TLS/SASL settings that are set."""

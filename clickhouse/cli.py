@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 import threading
 
@@ -35,7 +34,11 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     loader(common(sub.add_parser("load", help="run the loader alone in the foreground")))
     q = sub.add_parser("sql", help="run ad-hoc SQL against the configured ClickHouse (CLI only)")
     q.add_argument("query", help="SQL text; '-' reads it from stdin")
-    q.add_argument("--format", default="PrettyCompactMonoBlock", help="ClickHouse output format")
+    fmt = q.add_mutually_exclusive_group()
+    fmt.add_argument("--format", default="PrettyCompactMonoBlock", help="ClickHouse output format")
+    fmt.add_argument("--json", dest="format", action="store_const", const="JSON",
+                     help="one JSON document on stdout (ClickHouse's JSON format: meta, data, rows, statistics); the "
+                          "same as --format JSON (--format JSONEachRow: one row per line)")
     sv = common(sub.add_parser("serve", help="loader + dashboard/API in the foreground"))
     loader(sv)
     sv.add_argument("--no-loader", action="store_true",
@@ -51,7 +54,15 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     st.add_argument("--with", dest="companions", action="append", default=[], metavar="'NAME [FLAGS]'",
                     help=with_help)
     sub.add_parser("stop", help="stop the background service")
-    sub.add_parser("status", help="service state, tables, freshness, loader lag and the last restated slots")
+    from local_services.manage import EXIT_CODES_HELP
+
+    status = sub.add_parser(
+        "status", help="service state, tables, freshness, loader lag and the last restated slots",
+        description="The service's state, then what its /api/status says (tables, freshness, loader, restated slots, "
+        "dead letters); when the service is not running, the tables as ClickHouse has them.",
+        epilog=f"{EXIT_CODES_HELP}: the service's state, whatever the tables say.")
+    status.add_argument("--json", action="store_true",
+                        help="print one JSON document on stdout instead of text (log lines stay on stderr)")
 
 
 def _schema_options(args: argparse.Namespace):
@@ -84,10 +95,6 @@ def _refuse_if_service_owns_chdb(settings: Settings) -> None:
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # A refused connection is reported once as a UserError line; the HTTP libraries' retry warnings are noise.
-    for noisy in ("urllib3.connectionpool", "clickhouse_connect"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
     from clickhouse import service_process
 
     if args.action == "start":
@@ -97,24 +104,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         print(service_process.stop(settings))
         return 0
     if args.action == "status":
-        print(service_process.status(settings))
-        status = service_process.fetch_status(settings)
-        if status is None:
-            from clickhouse_connect.driver.exceptions import ClickHouseError
-
-            from clickhouse.queries import Queries
-            from clickhouse.store import connect
-
-            _refuse_if_service_owns_chdb(settings)
-            try:
-                queries = Queries(connect(settings.clickhouse_dsn), "analytics")
-                status = {"tables": queries.table_stats(), "restatements": queries.restatements(),
-                          "dead_letters": queries.dead_letters()}
-            except ClickHouseError as exc:
-                raise UserError(f"clickhouse: no analytics schema yet ({str(exc).splitlines()[0][:120]}); "
-                                "run: pipeline clickhouse schema") from None
-        print(json.dumps(status, indent=2, default=str))
-        return 0
+        return _status(args, settings)
 
     from clickhouse.store import connect
 
@@ -154,6 +144,99 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
                 manage_schema=not (args.no_loader or args.no_schema)).serve_forever()
         return 0
     raise UserError(f"unknown action {args.action}")
+
+
+def service_status(settings: Settings) -> dict:
+    """`clickhouse status`: the service process (state as in `services status`) and what its /api/status says; when
+    the service does not answer, the tables read from ClickHouse directly (unless the service owns the embedded
+    chDB). ``status`` is None when nothing could be read, and ``status_error`` says why."""
+    from clickhouse import service_process
+    from local_services.manage import ProcessStatus
+
+    service = ProcessStatus("clickhouse", "clickhouse service", service_process.process(settings).pid(),
+                            service_process.healthy(settings), service_process.url(settings))
+    status, error = None, None
+    if service.healthy:
+        status = service_process.fetch_status(settings)
+        if status is None:
+            error = ("the service answers but its /api/status does not (no analytics schema yet? run: pipeline "
+                     f"clickhouse schema; see {service_process.process(settings).log_file})")
+    else:
+        from clickhouse_connect.driver.exceptions import ClickHouseError
+
+        from clickhouse.queries import Queries
+        from clickhouse.store import connect
+
+        try:
+            _refuse_if_service_owns_chdb(settings)
+            queries = Queries(connect(settings.clickhouse_dsn), "analytics")
+            status = {"tables": queries.table_stats(), "restatements": queries.restatements(),
+                      "dead_letters": queries.dead_letters()}
+        except UserError as exc:
+            error = str(exc)
+        except ClickHouseError as exc:
+            error = (f"clickhouse: no analytics schema yet ({str(exc).splitlines()[0][:120]}); "
+                     "run: pipeline clickhouse schema")
+    return {"state": service.state, "service": service.as_dict(), "status": status, "status_error": error}
+
+
+def status_lines(report: dict) -> list[str]:
+    """The human-readable text of `clickhouse status` (the same figures as its --json)."""
+    from local_services.manage import ProcessStatus
+
+    service = ProcessStatus(**{k: v for k, v in report["service"].items() if k != "state"})
+    out = [service.line()]
+    status = report["status"]
+    if status is None:
+        return [*out, f"tables not read: {report['status_error']}"]
+    if "database" in status:
+        out.append(f"database {status['database']}, now {status.get('now')}, latest window end "
+                   f"{status.get('latest_window_end') or '-'}")
+    else:
+        out.append("(the service is not running: the tables as ClickHouse has them)")
+    rows = [("table", "rows", "parts", "latest window end", "freshness")]
+    for t in status.get("tables") or []:
+        fresh = t.get("freshness_seconds")
+        rows.append((t["table"], str(t["rows"]), str(t["parts"]), t.get("latest_window_end") or "-",
+                     "-" if fresh is None else f"{fresh} s"))
+    w = [max(len(r[i]) for r in rows) for i in range(4)]
+    out += [f"  {a:<{w[0]}}  {b:>{w[1]}}  {c:>{w[2]}}  {d:<{w[3]}}  {e}".rstrip() for a, b, c, d, e in rows]
+    loader = status.get("loader")
+    if loader is not None:
+        state = "running" if loader.get("running") else "not running"
+        out.append(f"loader {state}" + (f", group {loader['group_id']}" if loader.get("group_id") else ""))
+        shown = {k: v for k, v in loader.items() if k not in ("running", "group_id")}
+        width = max((len(k) for k in shown), default=0)
+        out += [f"  {k:<{width}}  {_value(v)}" for k, v in shown.items()]
+    restated = status.get("restatements") or []
+    out.append("restated slots (newest first)" + ("" if restated else ": none"))
+    out += [f"  {r['slot_start']}  restated {r['restated_at']}: {r['lake_events']} lake events, "
+            f"{r['rows_upserted']} rows upserted, {r['rows_deleted']} deleted" for r in restated]
+    dead = status.get("dead_letters") or {}
+    out.append(f"dead letters {dead.get('total', 0)}" + "".join(
+        f", {topic} {n}" for topic, n in (dead.get("by_topic") or {}).items()))
+    out += [f"  {d['rejected_at']}  {d['topic']} partition {d['partition']} offset {d['offset']}: {d['reason']}"
+            for d in dead.get("newest") or []]
+    return out
+
+
+def _value(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_value(v)}" for k, v in value.items()) or "-"
+    return str(value)
+
+
+def _status(args: argparse.Namespace, settings: Settings) -> int:
+    from local_services.manage import exit_code
+
+    report = service_status(settings)
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        print("\n".join(status_lines(report)))
+    return exit_code(report["state"])
 
 
 def _refuse_if_service_owns_chdb_other_than_me(settings: Settings) -> None:

@@ -153,7 +153,13 @@ def _job_args(p: argparse.ArgumentParser) -> None:
 
 
 def _cluster_args(p: argparse.ArgumentParser) -> None:
+    from local_services.manage import EXIT_CODES_HELP
+
+    p.epilog = (f"{EXIT_CODES_HELP}. Running: the REST API answers and a TaskManager has registered; unhealthy: the "
+                "JobManager or a TaskManager of a PID file runs but the cluster does not answer so.")
     p.add_argument("action", choices=["start", "stop", "status"])
+    p.add_argument("--json", action="store_true",
+                   help="status: print one JSON document on stdout instead of text (log lines stay on stderr)")
     p.add_argument("--taskmanagers", type=int, default=1, metavar="N",
                    help="start: TaskManagers (2 slots each; 8 GiB for one, 5 GiB each for more). With 2, a job "
                         "whose TaskManager dies is restarted by Flink from its last checkpoint on the other")
@@ -165,12 +171,48 @@ def _cluster_args(p: argparse.ArgumentParser) -> None:
 def _cluster_run(args: argparse.Namespace, settings: Settings) -> int:
     from local_services import flink_cluster
 
+    if args.json and args.action != "status":
+        raise UserError(f"--json is for `flink-cluster status`, not `flink-cluster {args.action}`")
     if args.action == "start":
         options = dict(_key_value(kv, "-D") for kv in args.options)
         print(flink_cluster.start(settings, taskmanagers=args.taskmanagers, options=options))
+    elif args.action == "stop":
+        print(flink_cluster.stop(settings))
     else:
-        print(getattr(flink_cluster, args.action)(settings))
+        from local_services import manage
+
+        status = cluster_status(settings)
+        if args.json:
+            import json
+
+            print(json.dumps(status, indent=2))
+        else:
+            print(cluster_status_line(status))
+        return manage.exit_code(status["state"])
     return 0
+
+
+def cluster_status(settings: Settings) -> dict:
+    """`flink-cluster status`: the local cluster's processes by their PID files and whether it answers (REST API up,
+    a TaskManager registered), with its state (running, unhealthy, stopped) as in `services status`."""
+    from local_services import flink_cluster, manage
+
+    jm = flink_cluster.jobmanager(settings).pid()
+    tms = [(tm.name, tm.pid()) for tm in flink_cluster.taskmanagers(settings)]
+    registered = len(flink_cluster.registered_taskmanagers(settings))
+    healthy = registered >= 1
+    alive = jm is not None or any(pid is not None for _, pid in tms)
+    return {"service": "flink-cluster", "state": manage.RUNNING if healthy else manage.UNHEALTHY if alive
+            else manage.STOPPED, "healthy": healthy, "address": flink_cluster.rest_url(settings),
+            "jobmanager_pid": jm, "taskmanagers": [{"name": name, "pid": pid} for name, pid in tms if pid is not None],
+            "registered_taskmanagers": registered}
+
+
+def cluster_status_line(status: dict) -> str:
+    pids = [tm["pid"] for tm in status["taskmanagers"]] or [None]
+    which = f"taskmanager pid {pids[0]}" if len(pids) == 1 else f"taskmanager pids {', '.join(map(str, pids))}"
+    state = "healthy" if status["healthy"] else "not answering"
+    return f"flink cluster: jobmanager pid {status['jobmanager_pid']}, {which}, {state} on {status['address']}"
 
 
 def _daemon_args(p: argparse.ArgumentParser) -> None:

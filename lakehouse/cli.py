@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 from base.config import Settings
 from base.errors import UserError
@@ -30,8 +31,16 @@ def _datetime(text: str) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+JSON_HELP = "print one JSON document on stdout instead of text (log lines stay on stderr)"
+
+
 def _output_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--format", choices=output.FORMATS, default="table", help="output format (default: table)")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--format", choices=output.FORMATS, default="table",
+                     help="output format (default: table; jsonl: one JSON object per row and line)")
+    fmt.add_argument("--json", action="store_true",
+                     help='print one JSON document on stdout instead: {"rows": [one object per row], "read": {files, '
+                          'bytes, rows, partitions, buckets}}, the figures the other formats print on stderr')
     p.add_argument("--output", metavar="PATH", help="write to PATH instead of stdout (required for parquet)")
 
 
@@ -77,6 +86,8 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     desc.add_argument("--partitions", action="store_true", help="also list rows/files/bytes of every partition")
     desc.add_argument("--grace", type=int, default=10, metavar="MINUTES",
                       help="event-time minutes past a slot's end before it counts as closed (default: 10)")
+    desc.add_argument("--json", action="store_true", help=f"{JSON_HELP}: the same figures, the health of every "
+                      "partition and, with --partitions, their rows/files/bytes")
 
     comp = actions.add_parser(
         "compact", help="compact small files of given partitions (Flink batch job, CALL sys.compact)",
@@ -118,7 +129,10 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     rec.add_argument("--from", dest="start", type=_datetime, required=True, help="UTC, 'YYYY-MM-DD[ HH:MM]'")
     rec.add_argument("--to", dest="end", type=_datetime, required=True, help="UTC, exclusive")
     rec.add_argument("--database", default="analytics", help="ClickHouse database (default: analytics)")
-    rec.add_argument("--max-print", type=int, default=50, help="mismatching keys to print (default: 50)")
+    rec.add_argument("--max-print", type=int, default=50,
+                     help="mismatching keys to print, in text and --json (default: 50)")
+    rec.add_argument("--json", action="store_true", help=f"{JSON_HELP}: per aggregate the keys compared and "
+                     "matching, and the mismatching keys; the exit code is the same")
 
     rs = actions.add_parser(
         "restate", help="make ClickHouse's aggregates of closed slots equal the lake (late events included)",
@@ -220,9 +234,13 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
         table = open_table(settings, args.table)
         d = describe(table, f"lake.{args.table}")
+        health = table_health(table, args.grace * 60_000)
+        if args.json:
+            _print_json(describe_document(d, health, args.partitions))
+            return 0
         print("\n".join(d.lines()))
         print("partition health")
-        print("\n".join(table_health(table, args.grace * 60_000).lines()))
+        print("\n".join(health.lines()))
         if args.partitions:
             print("partitions")
             print("\n".join("  " + line for line in output.render_table(d.partitions)))
@@ -260,8 +278,21 @@ def _query(args: argparse.Namespace, settings: Settings) -> int:
     else:
         result = queries.rejected_sample(open_table(settings, USER_ACTIONS_REJECTED.name), args.limit,
                                          args.start, args.end)
-    output.write(result.rows, args.format, args.output)
     s = result.stats
+    if args.json:
+        import json
+
+        doc = json.dumps({"rows": result.rows.to_pylist(), "read": {
+            "files": s.files, "bytes": s.bytes, "rows": s.rows, "partitions": s.partitions, "buckets": s.buckets}},
+            indent=2, default=output._json_default, ensure_ascii=False) + "\n"
+        if args.output:
+            if not Path(args.output).parent.is_dir():
+                raise UserError(f"--output {args.output}: directory {Path(args.output).parent} does not exist")
+            Path(args.output).write_text(doc)
+        else:
+            sys.stdout.write(doc)
+        return 0
+    output.write(result.rows, args.format, args.output)
     # On stderr, so CSV/JSON on stdout stays clean.
     print(f"read {s.files} files ({s.bytes} bytes, {s.rows} rows) in {s.partitions} partitions, "
           f"{s.buckets} buckets", file=sys.stderr)
@@ -312,8 +343,59 @@ def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
         result = reconcile(table, client, args.start, args.end, database=args.database)
     finally:
         client.close()
-    print("\n".join(result.lines(args.max_print)))
+    if args.json:
+        _print_json(reconcile_document(result, args.max_print))
+    else:
+        print("\n".join(result.lines(args.max_print)))
     return 0 if result.ok else 1
+
+
+def reconcile_document(result, max_mismatches: int) -> dict:  # result: lakehouse.reconcile.ReconcileResult
+    """`lake reconcile --json`: what its text says, as one document (times in ISO 8601, UTC)."""
+    return {
+        "from": result.start.isoformat(), "to": result.end.isoformat(), "events_scanned": result.events_scanned,
+        "files_read": result.files_read, "seconds": round(result.seconds, 3), "ok": result.ok,
+        "tables": [{"table": t.table, "windows_from": t.window_from.isoformat(), "windows_to": t.window_to.isoformat(),
+                    "lake_keys": t.lake_keys, "clickhouse_keys": t.clickhouse_keys, "matching": t.matching,
+                    "mismatches": len(t.mismatches)} for t in result.tables],
+        "mismatch_count": len(result.mismatches),
+        "mismatches": [{"table": m.table, "window_start": m.window_start.isoformat(), "user_id": m.user_id,
+                        "action_type": m.action_type, "lake": m.lake, "clickhouse": m.clickhouse}
+                       for m in result.mismatches[:max_mismatches]],
+    }
+
+
+def describe_document(d, health, partitions: bool) -> dict:  # lakehouse.describe.Description, health.TableHealth
+    """`lake describe --json`: the figures of its text (sizes in bytes), every partition's health and, with
+    ``partitions``, the rows/files/bytes of each."""
+    doc = {
+        "table": d.table, "partition_keys": d.partition_keys, "bucket": d.bucket, "bucket_key": d.bucket_key,
+        "snapshots": d.snapshots, "latest_snapshot_id": d.latest_snapshot_id,
+        "latest_snapshot_time_ms": d.latest_snapshot_time_ms, "partition_count": d.partitions.num_rows,
+        "files": d.files, "rows": d.rows, "bytes": d.bytes, "avg_file_bytes": d.bytes // d.files if d.files else None,
+        "target_file_size": d.target_file_size, "small_files": d.small_files,
+        "size_histogram": [{"sizes": label, "files": n} for label, n in d.size_histogram],
+        "schema": [{"name": f.name, "type": str(f.type)} for f in d.schema], "options": d.options,
+        "health": {
+            "frontier_ms": health.frontier_ms, "frontier_source": health.frontier_source, "grace_ms": health.grace_ms,
+            "partitions": [{"partition": p.label, **p.spec, "rows": p.rows, "files": p.files, "bytes": p.bytes,
+                            "avg_file_bytes": p.avg_file_bytes, "buckets": p.buckets,
+                            "max_files_per_bucket": p.max_files_per_bucket, "max_time_ms": p.max_time_ms,
+                            "state": ("compacted" if p.compacted else "not compacted") if p.closed else "open"}
+                           for p in health.partitions],
+            "closed_not_compacted": [{"partition": p.label, "command": p.compact_command()}
+                                     for p in health.closed_uncompacted],
+        },
+    }
+    if partitions:
+        doc["partitions"] = d.partitions.to_pylist()
+    return doc
+
+
+def _print_json(document: object) -> None:
+    import json
+
+    print(json.dumps(document, indent=2, default=output._json_default, ensure_ascii=False))
 
 
 def _restate(args: argparse.Namespace, settings: Settings) -> int:
@@ -348,7 +430,6 @@ def _remove_orphans(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _maintain_loop(args: argparse.Namespace, settings: Settings) -> int:
-    import logging
     import signal
     import threading
 
@@ -359,7 +440,6 @@ def _maintain_loop(args: argparse.Namespace, settings: Settings) -> int:
         return 0 if Maintainer(settings, policy, None).healthy() else 1
     if args.once:  # a clear error before starting Flink; the schedule waits for the job to create the table
         open_table(settings, USER_ACTIONS.name)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     clients: list = []
 
     def clickhouse():  # connected on first restatement; an embedded chDB owned by the service is a UserError

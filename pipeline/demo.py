@@ -27,6 +27,17 @@ from local_services.process import ManagedProcess
 STATUS_EVERY_S = 5.0
 LOADER_DRAIN_TIMEOUT_S = 120.0  # at drain, the longest wait for the ClickHouse loader to load the last aggregates
 
+# `./run.sh --help`: what the script does, set-up included (pipeline/cli.py's run_sh starts the demo under that name).
+RUN_SH_DESCRIPTION = (
+    "The whole pipeline on this machine. Sets up what it needs first (scripts/setup.sh: .venv, the JVM jars, the job's "
+    "format, the S3 server; idempotent, a second run takes about a second), then starts (or reuses) Kafka, the "
+    "ClickHouse service (loader, dashboard and JSON API on DASHBOARD_PORT, the lake maintenance), the Flink job and "
+    "the producer, and prints a live status line. Ctrl-C (or SIGTERM, or the end of --duration) stops the producer, "
+    "waits until the job has written every event to Paimon and the loader has loaded every aggregate, stops what it "
+    "started in reverse order and prints the summary. Exit 0 only if every produced event is in Paimon (raw or "
+    "rejected) and everything it started was stopped. Environment variables as for `pipeline` (.venv/bin/pipeline "
+    "--help), e.g. LOG_LEVEL=debug ./run.sh.")
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--duration", type=float, metavar="SECONDS",

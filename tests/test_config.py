@@ -18,7 +18,7 @@ EVERYTHING = {
     "DASHBOARD_HOST": "0.0.0.0", "DASHBOARD_TOKEN": "tok", "DASHBOARD_ALLOWED_HOSTS": "dash.example",
     "DASHBOARD_QUERY_TIMEOUT": "5", "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
     "KAFKA_SASL_MECHANISM": "PLAIN", "KAFKA_SASL_USERNAME": "u", "KAFKA_SASL_PASSWORD": "pw",
-    "KAFKA_SSL_CA_LOCATION": "/etc/ca.pem",
+    "KAFKA_SSL_CA_LOCATION": "/etc/ca.pem", "LOG_LEVEL": "debug", "LOG_FORMAT": "json",
 }
 
 
@@ -134,3 +134,149 @@ def test_only_base_config_reads_the_environment() -> None:
              "from os import environ as e, getenv\ne.get('E')\ngetenv('F')\nchild = {**os.environ, 'G': '1'}\n")
     assert sorted(line for line, _ in environment_reads(forms)) == [2, 3, 4, 5, 6, 8, 9]
     assert environment_reads((PROJECT_ROOT / "base" / "config.py").read_text())  # where the reads are
+
+
+# --- the scriptable CLI: --json, --version, one log format (issue #25) ---------------------------------------------
+
+def pipeline(*args: str, env: dict[str, str] | None = None):
+    """The `pipeline` console script as a user types it (a real process)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from base.config import PROJECT_ROOT
+
+    return subprocess.run([str(Path(sys.executable).parent / "pipeline"), *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, cwd=PROJECT_ROOT, timeout=60)
+
+
+def test_log_level_and_format_are_settings_checked_once() -> None:
+    assert (Settings.from_env({}).log_level, Settings.from_env({}).log_format) == ("info", "text")
+    with pytest.raises(UserError, match="LOG_LEVEL: 'loud' is not one of debug, info, warning, error"):
+        Settings.from_env({"LOG_LEVEL": "loud"})
+    with pytest.raises(UserError, match="LOG_FORMAT: 'xml' is not one of text, json"):
+        Settings.from_env({"LOG_FORMAT": "xml"})
+
+
+def test_config_json_carries_the_values_of_the_text(tmp_path) -> None:
+    """`pipeline config --json`: one JSON object on stdout, variable -> the value the text shows (secrets masked);
+    the log flags are settings like any other, flags over the environment."""
+    import json
+
+    env = {"DATA_DIR": str(tmp_path), "S3_SECRET_KEY": "do-not-show", "LOG_LEVEL": "warning"}
+    text = pipeline("--log-format", "json", "config", env=env)
+    doc = pipeline("--log-format", "json", "config", "--json", env=env)
+    assert text.returncode == doc.returncode == 0, text.stderr + doc.stderr
+    shown = json.loads(doc.stdout)
+    assert list(shown) == list(VARIABLES)
+    assert [line.split(None, 1) for line in text.stdout.splitlines()] == [[k, v] for k, v in shown.items()]
+    assert shown["DATA_DIR"] == str(tmp_path) and shown["S3_SECRET_KEY"] == "********"
+    assert (shown["LOG_LEVEL"], shown["LOG_FORMAT"]) == ("warning", "json")
+    assert "do-not-show" not in doc.stdout + text.stdout
+
+
+def test_version_is_the_installed_package_version() -> None:
+    from importlib.metadata import version
+
+    out = pipeline("--version")
+    assert out.returncode == 0 and out.stdout == f"pipeline {version('user-actions-pipeline')}\n", out
+
+
+@pytest.fixture
+def restored_logging():
+    """Logging as it was before the test (configure() changes the root logger of this process)."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    names = ("base", "local_services", "producer", "clickhouse", "lakehouse", "flink_job", "pipeline",
+             "urllib3.connectionpool", "clickhouse_connect")
+    levels = {name: logging.getLogger(name).level for name in names}
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for name, value in levels.items():
+        logging.getLogger(name).setLevel(value)
+
+
+def test_json_logs_are_one_object_per_line_and_the_level_filters(restored_logging, capsys) -> None:
+    """--log-format json: every line parses alone (time, level, logger, message; a traceback inside the object);
+    the project's loggers log at --log-level, libraries at warning and above; configuring twice leaves one
+    handler."""
+    import json
+    import logging
+    import re
+
+    from base import logs
+    from pipeline.cli import PACKAGES
+
+    logs.configure("info", "json", own=PACKAGES)
+    logs.configure("info", "json", own=PACKAGES)
+    own, library = logging.getLogger("lakehouse.maintain"), logging.getLogger("kafka.conn")
+    own.debug("not shown at info")
+    own.info("two\nlines")
+    library.info("a library's info: not shown")
+    library.warning("a library's warning")
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        own.exception("failed")
+    out, err = capsys.readouterr()
+    assert out == ""
+    records = [json.loads(line) for line in err.splitlines()]
+    assert [(r["level"], r["logger"], r["message"]) for r in records] == [
+        ("INFO", "lakehouse.maintain", "two\nlines"), ("WARNING", "kafka.conn", "a library's warning"),
+        ("ERROR", "lakehouse.maintain", "failed")]
+    assert all(set(r) >= {"time", "level", "logger", "message"} for r in records)
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", r["time"]) for r in records)
+    assert "ValueError: boom" in records[2]["exception"]
+
+    logs.configure("debug", "text", own=PACKAGES)
+    library.debug("everything at debug")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} DEBUG kafka\.conn: everything at debug\n",
+                        capsys.readouterr().err)
+
+
+def test_log_format_reaches_a_real_process_through_flag_or_environment(tmp_path) -> None:
+    """A part's log line (a garbled PID file, reported by local_services while `services status` runs) comes out in
+    the format of --log-format or LOG_FORMAT, on stderr; stdout holds the status alone."""
+    import json
+    import re
+
+    from tests.conftest import free_port
+
+    env = {"DATA_DIR": str(tmp_path), "S3_ENDPOINT": f"http://127.0.0.1:{free_port()}"}
+    pid_file = tmp_path / "run" / "s3.pid"
+    pid_file.parent.mkdir()
+    pid_file.write_text("garbled")
+    by_flag = pipeline("--log-format", "json", "services", "status", "s3", env=env)
+    pid_file.write_text("garbled")
+    by_env = pipeline("services", "status", "s3", env={**env, "LOG_FORMAT": "json"})
+    for run in (by_flag, by_env):
+        assert run.returncode == 3 and run.stdout == f"s3: no pid file, not answering on {env['S3_ENDPOINT']}\n"
+        [record] = [json.loads(line) for line in run.stderr.splitlines()]
+        assert (record["level"], record["logger"]) == ("WARNING", "local_services.process")
+        assert record["message"].startswith(f"unreadable PID file {pid_file}")
+    pid_file.write_text("garbled")
+    text = pipeline("services", "status", "s3", env=env)
+    assert re.fullmatch(r"\S+ \S+ WARNING local_services\.process: unreadable PID file \S+ \('garbled'\), removed\n",
+                        text.stderr), text.stderr
+    pid_file.write_text("garbled")
+    quiet = pipeline("--log-level", "error", "services", "status", "s3", env=env)
+    assert quiet.returncode == 3 and quiet.stderr == ""
+
+
+def test_no_part_configures_logging() -> None:
+    """One log format: only the front end configures logging (base/logs.py's configure, from pipeline/cli.py); a
+    part calling logging.basicConfig, logging.config or configure itself fails here."""
+    import re
+
+    from base.config import PROJECT_ROOT
+
+    found = [f"{path.relative_to(PROJECT_ROOT)}:{n}: {line.strip()}"
+             for package in PRODUCT_PACKAGES for path in sorted((PROJECT_ROOT / package).rglob("*.py"))
+             if path not in (PROJECT_ROOT / "base" / "logs.py", PROJECT_ROOT / "pipeline" / "cli.py")
+             for n, line in enumerate(path.read_text().splitlines(), 1)
+             if re.search(r"basicConfig|logging\.config|dictConfig|fileConfig|logs\.configure", line)]
+    assert found == [], "configure logging in pipeline/cli.py only (base/logs.py), not here:\n" + "\n".join(found)

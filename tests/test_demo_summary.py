@@ -35,3 +35,23 @@ def test_summary_says_whether_clickhouse_has_every_aggregate() -> None:
     assert loaded(1_234) == ["NO (1,234 records left)"]
     assert loaded(-1) == ["NO"]  # not known to be caught up (the broker did not answer)
     assert loaded(None) == []  # no loader in the service: nothing was waited for
+
+
+def test_run_sh_help_names_run_sh_and_says_what_it_does() -> None:
+    """`./run.sh --help` is the usage of ./run.sh (not of `pipeline demo`), set-up's lines left out, and says what
+    the script does; the same demo through `pipeline demo --help` keeps its own name."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from base.config import PROJECT_ROOT
+
+    shown = subprocess.run([str(PROJECT_ROOT / "run.sh"), "--help"], capture_output=True, text=True, timeout=120,
+                           cwd="/")
+    assert shown.returncode == 0 and shown.stdout.startswith("usage: ./run.sh [-h] [--duration SECONDS]"), shown
+    description = " ".join(shown.stdout.split())
+    assert "Sets up what it needs first (scripts/setup.sh" in description and "prints the summary" in description
+    assert "pipeline demo" not in shown.stdout and "setup:" not in shown.stdout
+    pipeline = subprocess.run([str(Path(sys.executable).parent / "pipeline"), "demo", "--help"], capture_output=True,
+                              text=True, timeout=60)
+    assert pipeline.returncode == 0 and pipeline.stdout.startswith("usage: pipeline demo [-h]"), pipeline.stdout

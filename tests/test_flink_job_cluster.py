@@ -76,8 +76,15 @@ def test_standalone_cluster_runs_the_job_and_yields_to_flink_run_options(
         assert pids, started.stdout
         jm, tm, tm2 = (int(g) for g in pids.groups())
         status = pipeline_cli(settings, "flink-cluster", "status")
-        assert status.stdout == (f"flink cluster: jobmanager pid {jm}, taskmanager pids {tm}, {tm2}, healthy on "
-                                 f"http://127.0.0.1:{port}\n"), status.stdout
+        assert status.returncode == 0 and status.stdout == (
+            f"flink cluster: jobmanager pid {jm}, taskmanager pids {tm}, {tm2}, healthy on http://127.0.0.1:{port}\n"
+        ), status.stdout
+        as_json = pipeline_cli(settings, "flink-cluster", "status", "--json")  # the same figures, exit code
+        assert as_json.returncode == 0 and json.loads(as_json.stdout) == {
+            "service": "flink-cluster", "state": "running", "healthy": True, "address": f"http://127.0.0.1:{port}",
+            "jobmanager_pid": jm, "taskmanagers": [{"name": "flink-taskmanager", "pid": tm},
+                                                   {"name": "flink-taskmanager-2", "pid": tm2}],
+            "registered_taskmanagers": 2}, as_json.stdout
         # both registered under their resource ids, 2 slots each, with the restart strategy in the cluster config
         registered = {t["id"]: t["slotsNumber"] for t in flink_cluster.registered_taskmanagers(settings)}
         assert registered == {"flink-taskmanager": 2, "flink-taskmanager-2": 2}, registered
@@ -174,10 +181,44 @@ def test_standalone_cluster_runs_the_job_and_yields_to_flink_run_options(
     assert stopped.returncode == 0, stopped.stderr
     assert stopped.stdout == "stopped flink-taskmanager-2, flink-taskmanager, flink-jobmanager\n", stopped.stdout
     assert not pid_running(jm) and not pid_running(tm) and not pid_running(tm2)
-    assert pipeline_cli(settings, "flink-cluster", "status").stdout == (
+    after = pipeline_cli(settings, "flink-cluster", "status")
+    assert after.returncode == 3 and after.stdout == (
         f"flink cluster: jobmanager pid None, taskmanager pid None, not answering on http://127.0.0.1:{port}\n")
 
     raw, _ = read_table(settings, "user_actions")
     rejected, _ = read_table(settings, "user_actions_rejected")
     assert sorted(raw.column("event_id").to_pylist()) == sorted(e["event_id"] for e in events)
     assert rejected.num_rows == len(bad)
+
+
+def test_cluster_status_exit_codes_and_json_without_a_cluster(settings: Settings, tmp_path) -> None:
+    """`flink-cluster status [--json]` (LSB): 3 with nothing running; 1 when the JobManager's PID file names a live
+    process and nothing answers on the REST port; --json carries the figures of the text. No cluster is started."""
+    from local_services.process import write_pid_file
+    from tests.test_flink_job import pipeline_cli
+
+    port = free_port()
+    own = replace(settings, data_dir=tmp_path / "data", flink_rest_port=port, flink_rest_url=None)
+    stopped, stopped_json = pipeline_cli(own, "flink-cluster", "status"), pipeline_cli(own, "flink-cluster",
+                                                                                        "status", "--json")
+    assert stopped.returncode == stopped_json.returncode == 3
+    assert stopped.stdout == f"flink cluster: jobmanager pid None, taskmanager pid None, not answering on " \
+                             f"http://127.0.0.1:{port}\n"
+    assert json.loads(stopped_json.stdout) == {
+        "service": "flink-cluster", "state": "stopped", "healthy": False, "address": f"http://127.0.0.1:{port}",
+        "jobmanager_pid": None, "taskmanagers": [], "registered_taskmanagers": 0}
+    stuck = subprocess.Popen(["sleep", "60"])
+    try:
+        write_pid_file(own.run_dir / "flink-jobmanager.pid", stuck.pid)
+        unhealthy, unhealthy_json = (pipeline_cli(own, "flink-cluster", "status", *args) for args in ((), ("--json",)))
+        assert unhealthy.returncode == unhealthy_json.returncode == 1
+        assert unhealthy.stdout == f"flink cluster: jobmanager pid {stuck.pid}, taskmanager pid None, not " \
+                                   f"answering on http://127.0.0.1:{port}\n"
+        doc = json.loads(unhealthy_json.stdout)
+        assert (doc["state"], doc["healthy"], doc["jobmanager_pid"], doc["taskmanagers"]) == (
+            "unhealthy", False, stuck.pid, [])
+    finally:
+        stuck.kill()
+        stuck.wait()
+    epilog = " ".join(pipeline_cli(own, "flink-cluster", "--help").stdout.split())  # the exit codes, documented
+    assert "0 running and answering, 3 not running, 1 unhealthy" in epilog, epilog

@@ -305,6 +305,24 @@ def test_reconcile_passes_on_correct_data_and_names_exactly_the_altered_keys(lak
            f"lake={victim[1]} clickhouse={victim[1] + 1}" in out
     assert "user_id=777777: lake=missing clickhouse=3" in out and "result: 3 mismatching keys" in out
 
+    # --json: one document with the figures of the text and every mismatching key; the exit code is the same
+    rc = cli.main(["lake", "reconcile", "--from", f"{start:%Y-%m-%d %H:%M}", "--to", f"{end:%Y-%m-%d %H:%M}",
+                   "--database", unique_name, "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert rc == 1 and doc["ok"] is False and doc["mismatch_count"] == 3
+    import re
+
+    header = re.search(r": (\d+) lake events in (\d+) files", out)
+    assert (doc["events_scanned"], doc["files_read"]) == tuple(map(int, header.groups()))
+    per_table = re.findall(r"^  (\w+) +windows .* lake keys +(\d+) +clickhouse keys +(\d+) +matching +(\d+) +"
+                           r"(OK|(\d+) MISMATCHES)$", out, re.MULTILINE)
+    assert [(t["table"], t["lake_keys"], t["clickhouse_keys"], t["matching"], t["mismatches"])
+            for t in doc["tables"]] == [(name, int(lk), int(ck), int(m), int(n or 0))
+                                        for name, lk, ck, m, _, n in per_table]
+    assert sum(t["mismatches"] for t in doc["tables"]) == 3
+    assert {(m["table"], m["window_start"], m["user_id"], m["action_type"], m["lake"], m["clickhouse"])
+            for m in doc["mismatches"]} == {(t, w.isoformat(), u, a, lk, ck) for t, w, u, a, lk, ck in got}
+
 
 def test_restate_makes_clickhouse_equal_the_lake_and_a_second_run_changes_nothing(lake, ch, unique_name,
                                                                                   monkeypatch, capsys):
@@ -407,3 +425,46 @@ def test_reconcile_rejects_an_empty_range(lake, ch):
         reconcile(events, client, moment, moment)
     with pytest.raises(UserError, match="2-hour|120-minute"):
         reconcile(events, client, moment, moment + timedelta(minutes=30))
+
+
+def test_query_and_describe_json_carry_the_figures_of_the_text(lake, everything, capsys, monkeypatch):
+    """`lake query ... --json` is one document: the rows --format jsonl prints line by line, and the read figures the
+    other formats print on stderr. `lake describe --json` has the figures of the text, per partition too."""
+    import re
+
+    local, events, _, _ = lake
+    monkeypatch.setenv("PAIMON_WAREHOUSE", local.paimon_warehouse)
+    user = int(pc.mode(everything["user_id"])[0]["mode"].as_py())
+    base = ["lake", "query", "user", "--user-id", str(user), "--from", DAYS[0].isoformat(), "--to",
+            DAYS[2].isoformat()]
+    capsys.readouterr()
+    assert cli.main([*base, "--format", "jsonl"]) == 0
+    out, err = capsys.readouterr()
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert cli.main([*base, "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["rows"] == lines and len(lines) > 1
+    read = re.fullmatch(r"read (\d+) files \((\d+) bytes, (\d+) rows\) in (\d+) partitions, (\d+) buckets\n", err)
+    assert tuple(doc["read"].values()) == tuple(map(int, read.groups()))
+    assert list(doc["read"]) == ["files", "bytes", "rows", "partitions", "buckets"]
+    with pytest.raises(SystemExit) as both:  # one or the other
+        cli.main([*base, "--json", "--format", "csv"])
+    assert both.value.code == 2 and "not allowed with argument --json" in capsys.readouterr().err
+
+    assert cli.main(["lake", "describe", "--partitions"]) == 0
+    text = capsys.readouterr().out
+    assert cli.main(["lake", "describe", "--partitions", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    figures = dict(re.findall(r"^(table|snapshots|partitions|files|rows) +(\S+)", text, re.MULTILINE))
+    assert figures == {"table": doc["table"], "snapshots": str(doc["snapshots"]),
+                       "partitions": str(doc["partition_count"]), "files": str(doc["files"]), "rows": str(doc["rows"])}
+    assert (doc["rows"], doc["partition_count"], doc["bucket"], doc["bucket_key"]) == (EVENTS, 36, 128, "user_id")
+    assert f"small files  {doc['small_files']} of {doc['files']} " in text
+    health = re.findall(r"^  (event_date=\S+) +(\d+) +(\d+) +\S+ \S+ +(\d+)  (open|compacted|NOT COMPACTED)$", text,
+                        re.MULTILINE)
+    assert [(p["partition"], p["rows"], p["files"], p["max_files_per_bucket"], p["state"])
+            for p in doc["health"]["partitions"]] == [(label, int(r), int(f), int(m), state.lower())
+                                                      for label, r, f, m, state in health]
+    assert len(health) == 36 and sum(p["rows"] for p in doc["partitions"]) == EVENTS
+    assert [c["partition"] for c in doc["health"]["closed_not_compacted"]] == re.findall(
+        r"^WARNING closed partition (\S+) ", text, re.MULTILINE)

@@ -6,6 +6,7 @@ which is what the pruned user query relies on.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections import Counter
@@ -133,6 +134,10 @@ def test_describe_warns_maintain_compacts_and_expires_and_orphan_cleanup_removes
         assert f"WARNING closed partition event_date={RECENT},event_hour={hour} " in out
         assert f"run `pipeline lake compact --date {RECENT} --hour {hour}`" in out
     assert f"event_date={OPEN_DATE},event_hour={OPEN_HOUR}" in out and out.count("WARNING") == 2, out
+    assert cli.main([*wh, "describe", "--grace", "0", "--json"]) == 0  # the same warnings, as data
+    assert json.loads(capsys.readouterr().out)["health"]["closed_not_compacted"] == [
+        {"partition": f"event_date={RECENT},event_hour={hour}",
+         "command": f"pipeline lake compact --date {RECENT} --hour {hour}"} for hour in (0, 2)]
 
     table_dir = tmp_path / "wh" / "lake.db" / "user_actions"
     bucket = sorted(table_dir.glob(f"event_date={OPEN_DATE}/event_hour={OPEN_HOUR}/bucket-*"))[0]

@@ -208,3 +208,74 @@ def test_services_start_status_stop_through_the_cli(services: Settings, tmp_path
         f"(node@port), not 1@{kafka_port}: use another DATA_DIR, or remove {own.data_dir}/kafka* to start an "
         "empty cluster"), single.stderr
     assert all(", healthy on " in line for line in manage.status(services))  # the session's own are still up
+
+
+def _status(settings: Settings, *args: str):
+    """`pipeline services status ARGS` as a user types it, with ``settings`` as its environment."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from base.config import PROJECT_ROOT
+
+    return subprocess.run([str(Path(sys.executable).parent / "pipeline"), "services", "status", *args],
+                          capture_output=True, text=True, env={**os.environ, **settings.to_env()}, cwd=PROJECT_ROOT,
+                          timeout=60)
+
+
+def _text_of(doc: dict) -> list[str]:
+    """The text lines `services status` prints, rebuilt from its --json document: the same figures."""
+    def line(p: dict) -> str:
+        return (f"{p['name']}: {'pid ' + str(p['pid']) if p['pid'] else 'no pid file'}, "
+                f"{'healthy' if p['healthy'] else 'not answering'} on {p['address']}")
+
+    return ["; ".join(line(p) for p in s["processes"]) for s in doc["services"]]
+
+
+def test_services_status_json_and_lsb_exit_codes(services: Settings, tmp_path) -> None:
+    """`services status [--json]` exits 0 when every service runs, 3 when one is not running, 1 when a process of a
+    PID file lives but does not answer (LSB); --json is one document with the figures of the text."""
+    import json
+    import subprocess
+    from dataclasses import replace
+
+    from local_services.process import write_pid_file
+    from scripts.faults import free_loopback_port
+
+    running_text, running_json = _status(services), _status(services, "--json")
+    assert running_text.returncode == running_json.returncode == 0, running_text.stdout + running_text.stderr
+    doc = json.loads(running_json.stdout)
+    assert doc["state"] == "running" and [s["service"] for s in doc["services"]] == ["kafka", "s3"]
+    assert all(p["healthy"] and p["state"] == "running" for s in doc["services"] for p in s["processes"])
+    assert _text_of(doc) == running_text.stdout.splitlines()
+
+    # Nothing on a private DATA_DIR and free ports: not running, 3.
+    idle = replace(services, data_dir=tmp_path / "data", kafka_bootstrap=f"127.0.0.1:{free_loopback_port(span=2)}",
+                   s3_endpoint=f"http://127.0.0.1:{free_loopback_port()}")
+    stopped_text, stopped_json = _status(idle), _status(idle, "--json")
+    assert stopped_text.returncode == stopped_json.returncode == 3
+    doc = json.loads(stopped_json.stdout)
+    assert doc["state"] == "stopped" and {s["state"] for s in doc["services"]} == {"stopped"}
+    assert _text_of(doc) == stopped_text.stdout.splitlines() == [
+        f"kafka: no pid file, not answering on {idle.kafka_bootstrap}",
+        f"s3: no pid file, not answering on {idle.s3_endpoint}"]
+
+    # The S3 server's PID file names a live process that answers nothing: unhealthy, 1 (also for all services).
+    stuck = subprocess.Popen(["sleep", "60"])
+    try:
+        write_pid_file(idle.run_dir / "s3.pid", stuck.pid)
+        for names in (["s3"], []):
+            text, as_json = _status(idle, *names), _status(idle, *names, "--json")
+            assert text.returncode == as_json.returncode == 1, text.stdout
+            doc = json.loads(as_json.stdout)
+            assert doc["state"] == "unhealthy" and doc["services"][-1] == {
+                "service": "s3", "state": "unhealthy", "processes": [
+                    {"service": "s3", "name": "s3", "pid": stuck.pid, "healthy": False, "address": idle.s3_endpoint,
+                     "state": "unhealthy"}]}
+            assert _text_of(doc) == text.stdout.splitlines()
+            assert text.stdout.splitlines()[-1] == f"s3: pid {stuck.pid}, not answering on {idle.s3_endpoint}"
+    finally:
+        stuck.kill()
+        stuck.wait()
+    assert _status(idle, "--json").returncode == 3  # the process gone, its PID file is stale: not running
