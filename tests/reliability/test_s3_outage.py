@@ -34,6 +34,7 @@ from tests.reliability.conftest import (
     lake_rows,
     load_aggregates,
     reconcile_job,
+    records_in,
     start_producer,
     stop_process_group,
     wait_for,
@@ -47,6 +48,9 @@ RATE = 1_000  # events/s: production spans ~30 s, so the job writes to S3 across
 PARTITIONS = 3
 CLOSE_MS = 8 * 3_600_000
 DOWN_S = 15.0
+# The bounded waits together (checkpoint 300, first rows 240, outage ~120, producer 600, catch-up 900, checkpoint
+# 120, loader 120) and a margin: a wait that runs out says what it waited for, before pytest-timeout would.
+pytestmark.append(pytest.mark.timeout(2_500))
 
 
 @pytest.fixture
@@ -86,7 +90,16 @@ def test_s3_outage_mid_run_loses_and_duplicates_nothing(services, private_s3, un
         wait_for(lambda: raw_rows(settings) > 0, 240, "first rows committed to the S3 warehouse", every=1)
         at_stop = raw_rows(settings)
         s3_pid = s3.process(settings).pid()
-        bounce = faults.outage(lambda: s3.stop(settings), lambda: s3.start(settings), DOWN_S)
+        at_stop_call: dict[str, object] = {}
+
+        def stop_while_producing() -> str:
+            # the outage overlaps production: the producer still runs and the topic is short of its events
+            at_stop_call.update(producing=producer.poll() is None, in_topic=records_in(settings, job.source_topic))
+            return s3.stop(settings)
+
+        bounce = faults.outage(stop_while_producing, lambda: s3.start(settings), DOWN_S)
+        assert at_stop_call["producing"] and at_stop_call["in_topic"] < EVENTS, \
+            (at_stop_call, produce_log.read_text(errors="replace")[-2000:])
         assert s3.process(settings).pid() not in (None, s3_pid) and s3.healthy(settings)
         assert running.alive(), "the job died in the S3 outage: " + (tmp_path / "job.log").read_text()[-3000:]
 
@@ -124,7 +137,8 @@ def test_s3_outage_mid_run_loses_and_duplicates_nothing(services, private_s3, un
     during = [c.number for c in logged if bounce.covers(c.at)]
     longest = max(logged, key=lambda c: c.duration_ms)
     print(f"S3 stopped at {time.strftime('%H:%M:%S', time.localtime(bounce.began))} with {at_stop} rows "
-          f"committed: stop {bounce.stop_s:.1f}s, down {bounce.down_s:.1f}s, start {bounce.start_s:.1f}s; job "
+          f"committed and {at_stop_call['in_topic']:,} of {EVENTS:,} events in Kafka, the producer running: "
+          f"stop {bounce.stop_s:.1f}s, down {bounce.down_s:.1f}s, start {bounce.start_s:.1f}s; job "
           f"alive after it; failovers {failovers}; checkpoints completed meanwhile {during}, "
           f"longest #{longest.number} {longest.duration_ms} ms; lake {rows} rows, {distinct} distinct; "
           f"reconcile OK over {result.events_scanned} events")
