@@ -263,8 +263,10 @@ def delete_topics(settings: Settings, names: list[str]) -> None:
             pass  # already gone
 
 
-def ensure_topics(settings: Settings, topics: dict[str, int] | None = None) -> list[str]:
-    """Create missing topics (raw + aggregates by default). Returns the names created."""
+def ensure_topics(settings: Settings, topics: dict[str, int] | None = None,
+                  config: dict[str, str] | None = None) -> list[str]:
+    """Create missing topics (raw + aggregates by default), with ``config`` over KAFKA_TOPIC_CONFIG. Returns the
+    names created."""
     from confluent_kafka.admin import AdminClient, NewTopic
 
     wanted = topics or {name: settings.kafka_partitions for name in (RAW_TOPIC, *AGGREGATE_TOPICS)}
@@ -275,7 +277,7 @@ def ensure_topics(settings: Settings, topics: dict[str, int] | None = None) -> l
         raise UserError(f"kafka: cannot reach {settings.kafka_bootstrap} ({exc}); is it started?") from None
     new = [
         NewTopic(name, num_partitions=parts, replication_factor=settings.kafka_replication,
-                 config=settings.kafka_topic_config)
+                 config={**settings.kafka_topic_config, **(config or {})})
         for name, parts in wanted.items()
         if name not in existing
     ]

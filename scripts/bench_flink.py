@@ -63,7 +63,8 @@ def fill(settings: Settings, topic: str, n: int, users: str, partitions: int = 6
     from producer.encoding import encode
     from producer.generator import EventGenerator, SimulationConfig
 
-    kafka.ensure_topics(settings, {topic: partitions})
+    # Kafka deletes by record time: KAFKA_TIME is in the past, so the topic keeps its records regardless.
+    kafka.ensure_topics(settings, {topic: partitions}, {"retention.ms": "-1"})
     config = SimulationConfig(seed=7, start_ms=T0, events_per_sim_second=n / SPAN_S, diurnal_pace=False,
                               zipf_exponent=1.0 if users == "zipf" else 0.0, invalid_fraction=0.001)
     generator = EventGenerator(config)

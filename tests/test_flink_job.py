@@ -101,6 +101,8 @@ def expected_aggregates(events: list[dict]) -> dict[str, set[tuple]]:
 
 # The records' Kafka time: as a replay of that day would stamp them (the job trusts event time within bounds of it).
 KAFKA_TIME = T0 + 24 * HOUR
+# Kafka deletes by record time: a topic holding KAFKA_TIME records keeps them (the broker's 7 days would not).
+KEEP_FOREVER = {"retention.ms": "-1"}
 
 
 def produce(settings: Settings, topic: str, records: list[tuple[bytes | None, bytes | None]]) -> None:
@@ -153,7 +155,7 @@ def topics_for(name: str) -> JobConfig:
 def prepare_input(settings: Settings, job: JobConfig, with_malformed: bool = True) -> tuple[list[dict], list]:
     from local_services import kafka
 
-    kafka.ensure_topics(settings, {job.source_topic: 2, **{t: 2 for t in job.aggregate_topics}})
+    kafka.ensure_topics(settings, {job.source_topic: 2, **{t: 2 for t in job.aggregate_topics}}, KEEP_FOREVER)
     events = valid_events()
     bad = malformed_records() if with_malformed else []
     records = [(str(e["user_id"]).encode(), json.dumps(e).encode()) for e in events]
