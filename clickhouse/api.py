@@ -31,7 +31,7 @@ STATIC_FILES = {  # URL path -> file; nothing else on disk is reachable
 MAX_RANGE = timedelta(days=366)
 DEFAULT_RANGE = timedelta(hours=24)
 MAX_LIMIT = 1000
-_USER_PATH = re.compile(r"^/api/users/([^/]*)/activity$")  # an empty id is a bad user_id too, not a missing route
+USER_PATH = re.compile(r"^/api/users/([^/]*)/activity$")  # an empty id is a bad user_id too, not a missing route
 
 
 class BadRequest(Exception):
@@ -137,7 +137,7 @@ class Api:
         }
 
     def handle(self, path: str, query: str) -> object:
-        match = _USER_PATH.match(path)
+        match = USER_PATH.match(path)
         if match:
             params = Params(query, RANGE)
             with self.clients.borrow() as client:
@@ -163,6 +163,7 @@ class Api:
             "loader": self.status_extra(),
             "restatements": q.restatements(),
             "dead_letters": q.dead_letters(),
+            "maintenance": q.maintenance(),
         }
 
     def top_users(self, q: Queries, p: Params) -> dict:

@@ -171,7 +171,7 @@ def service_status(settings: Settings) -> dict:
             _refuse_if_service_owns_chdb(settings)
             queries = Queries(connect(settings.clickhouse_dsn), "analytics")
             status = {"tables": queries.table_stats(), "restatements": queries.restatements(),
-                      "dead_letters": queries.dead_letters()}
+                      "dead_letters": queries.dead_letters(), "maintenance": queries.maintenance()}
         except UserError as exc:
             error = str(exc)
         except ClickHouseError as exc:
@@ -217,6 +217,15 @@ def status_lines(report: dict) -> list[str]:
         f", {topic} {n}" for topic, n in (dead.get("by_topic") or {}).items()))
     out += [f"  {d['rejected_at']}  {d['topic']} partition {d['partition']} offset {d['offset']}: {d['reason']}"
             for d in dead.get("newest") or []]
+    last = (status.get("maintenance") or {}).get("last_pass")
+    if last is None:
+        out.append("lake maintenance: no pass recorded")
+    else:
+        out.append(f"lake maintenance: last pass {last['finished_at']} ({last['duration_s']:.1f} s, "
+                   f"{status['maintenance']['passes']} passes in 24 h): compacted {last['compacted_slots']} slots, "
+                   f"expired {last['snapshots_expired']} snapshots and {last['partitions_expired']} partitions, "
+                   f"removed {last['orphans_removed']} orphan files, restated {last['restated_slots']} slots, "
+                   f"{last['errors']} errors" + (f" ({last['error']})" if last['error'] else ""))
     return out
 
 

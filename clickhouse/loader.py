@@ -68,29 +68,43 @@ class LoaderOptions:
 
 
 class LoaderMetrics:
-    """Counters shared with the HTTP threads; snapshot() is a consistent copy."""
+    """Counters shared with the HTTP threads; snapshot() is a consistent copy (/api/status), and
+    clickhouse/metrics.py reads the same figures for /metrics."""
 
     def __init__(self) -> None:
+        from prometheus_client import Histogram
+
         self._lock = threading.Lock()
         self._recent: deque[tuple[float, int]] = deque()  # (time, rows) of recent inserts
         self.rows_inserted = 0
         self.rows_rejected = 0  # dead-lettered: they are in the dead-letter table
         self.rejected_by_topic: dict[str, int] = {}
+        self.rows_by_table: dict[str, int] = {}
+        self.inserts_by_table: dict[str, int] = {}  # one insert per table and batch (its splits not counted)
         self.batches = 0
         self.splits = 0  # inserts the server refused for the data, split to find the refused rows
         self.insert_failures = 0
         self.lag: dict[str, int] = {}
+        self.partition_lag: dict[tuple[str, int], int] = {}
+        # Unregistered: /metrics collects it through its own registry (one per service, so tests can run several).
+        self.insert_seconds = Histogram(
+            "pipeline_loader_insert_duration_seconds",
+            "Time to parse and insert one batch of one table (retries and dead letters included)", ["table"],
+            registry=None, buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
         self.last_insert_at: float | None = None
         self.first_message_at: float | None = None
         self.waiting_since: float | None = None  # ClickHouse refused inserts since (epoch s); None: it answers
         self.last_error: str | None = None
         self.started_at = time.time()
 
-    def inserted(self, rows: int, rejected: int, topic: str) -> None:
+    def inserted(self, rows: int, rejected: int, topic: str, table: str, seconds: float) -> None:
         now = time.time()
+        self.insert_seconds.labels(table).observe(seconds)
         with self._lock:
             self.rows_inserted += rows
             self.rows_rejected += rejected
+            self.rows_by_table[table] = self.rows_by_table.get(table, 0) + rows
+            self.inserts_by_table[table] = self.inserts_by_table.get(table, 0) + 1
             if rejected:
                 self.rejected_by_topic[topic] = self.rejected_by_topic.get(topic, 0) + rejected
             self.last_insert_at = now
@@ -117,6 +131,7 @@ class LoaderMetrics:
                 "rows_inserted": self.rows_inserted,
                 "rows_rejected": self.rows_rejected,
                 "rejected_by_topic": dict(self.rejected_by_topic),
+                "rows_by_table": dict(self.rows_by_table),
                 "batches": self.batches,
                 "splits": self.splits,
                 "insert_failures": self.insert_failures,
@@ -318,6 +333,7 @@ class Loader:
         self.metrics.add(batches=1)
 
     def _insert_topic(self, topic: str, messages: list[Message]) -> None:
+        started = time.monotonic()
         kind = KINDS[self.tables[topic]]
         tombstones = [m for m in messages if m.value() is None]
         records = [m for m in messages if m.value() is not None]
@@ -329,7 +345,7 @@ class Loader:
             dead += self._insert_or_split(f"{self.options.database}.{kind.table}", batch.table, valid)
         if dead:
             self._dead_letter(topic, dead)
-        self.metrics.inserted(len(messages) - len(dead), len(dead), topic)
+        self.metrics.inserted(len(messages) - len(dead), len(dead), topic, kind.table, time.monotonic() - started)
 
     def _insert_or_split(self, table: str, rows: pa.Table, messages: list[Message]) -> list[tuple[Message, str]]:
         """Insert ``rows``; the records the server refuses for what they hold, with its reason."""
@@ -397,6 +413,7 @@ class Loader:
     def _update_lag(self) -> None:
         """Records in Kafka not yet committed by this group, per topic."""
         lag: dict[str, int] = {}
+        partition_lag: dict[tuple[str, int], int] = {}
         try:
             assignment = self._consumer.assignment()
         except KafkaException:
@@ -414,8 +431,9 @@ class Loader:
                 except KafkaException:
                     committed = low
                 self._committed[(tp.topic, tp.partition)] = committed
-            lag[tp.topic] = lag.get(tp.topic, 0) + max(0, high - committed)
-        self.metrics.set(lag=lag)
+            partition_lag[(tp.topic, tp.partition)] = max(0, high - committed)
+            lag[tp.topic] = lag.get(tp.topic, 0) + partition_lag[(tp.topic, tp.partition)]
+        self.metrics.set(lag=lag, partition_lag=partition_lag)
 
 
 class _DataError(Exception):

@@ -79,6 +79,25 @@ class Queries:
         return [{**r, "slot_start": _iso(r["slot_start"]), "restated_at": _iso(r["restated_at"]),
                  **{k: int(r[k]) for k in ("lake_events", "rows_upserted", "rows_deleted")}} for r in rows]
 
+    def maintenance(self) -> dict | None:
+        """The lake maintenance's last recorded pass and how many passes were recorded in the last 24 hours
+        (analytics.maintenance_passes, written by the maintenance wherever it runs); None before the first."""
+        rows = _rows(
+            self.client,
+            f"SELECT finished_at, duration_s, compacted_slots, snapshots_expired, partitions_expired, orphans_removed, "
+            f"restated_slots, errors, error, (SELECT count() FROM {self.db}.maintenance_passes "
+            f"WHERE finished_at > now() - INTERVAL 1 DAY) AS passes "
+            f"FROM {self.db}.maintenance_passes ORDER BY finished_at DESC LIMIT 1", {})
+        if not rows:
+            return None
+        last = rows[0]
+        passes = int(last.pop("passes"))
+        counts = ("compacted_slots", "snapshots_expired", "partitions_expired", "orphans_removed", "restated_slots",
+                  "errors")
+        return {"last_pass": {**last, "finished_at": _iso(last["finished_at"]), "duration_s": float(last["duration_s"]),
+                              **{k: int(last[k]) for k in counts}, "error": last["error"] or None},
+                "passes": passes}
+
     def dead_letters(self, limit: int = 10) -> dict:
         """The aggregate records that could not be loaded (analytics.aggregate_rejects): how many per topic and the
         newest few with their place in Kafka and reason."""

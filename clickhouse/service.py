@@ -14,6 +14,7 @@ from base.config import Settings
 from base.errors import UserError
 from clickhouse.api import Api
 from clickhouse.loader import Loader, LoaderMetrics, LoaderOptions
+from clickhouse.metrics import ServiceMetrics
 from clickhouse.schema import SchemaOptions
 from clickhouse.store import ThreadClients, api_limits, apply_schema, redactor
 from clickhouse.web import Access, Server, make_app
@@ -73,9 +74,13 @@ class Service:
             self._threads.append(threading.Thread(target=self._run_companion, args=(name, run), name=name,
                                                   daemon=True))
         api = Api(self.api_clients, self.schema.database, self._loader_status)
+        metrics = ServiceMetrics(self.api_clients, self.schema.database,
+                                 self.metrics if self.loader_options is not None else None,
+                                 lambda: not self.stop_event.is_set())
         port = self.settings.dashboard_port if self.port is None else self.port
         try:
-            self.server = Server(make_app(api, access, self.settings.dashboard_query_timeout), self.host, port)
+            self.server = Server(make_app(api, access, self.settings.dashboard_query_timeout, metrics), self.host,
+                                 port)
         except OSError as exc:
             raise UserError(f"clickhouse service: cannot listen on {self.host}:{port} ({exc.strerror}); "
                             "stop what uses it or set DASHBOARD_PORT") from None

@@ -17,6 +17,7 @@ import hmac
 import ipaddress
 import json
 import logging
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,7 +27,9 @@ from urllib.parse import parse_qs
 
 from base.config import Settings
 from base.errors import UserError
-from clickhouse.api import STATIC_FILES, Api, BadRequest
+from clickhouse.api import STATIC_FILES, USER_PATH, Api, BadRequest
+from clickhouse.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from clickhouse.metrics import ServiceMetrics
 from clickhouse.openapi import openapi_document
 
 log = logging.getLogger(__name__)
@@ -101,13 +104,17 @@ def _cookie(environ: dict, name: str) -> str | None:
 Response = tuple[HTTPStatus, list[tuple[str, str]], bytes]
 
 
-def make_app(api: Api, access: Access, timeout_s: int) -> Callable:
-    """The WSGI application: every request passes the Host check, then (but for /healthz) the token."""
+def make_app(api: Api, access: Access, timeout_s: int, metrics: ServiceMetrics | None = None) -> Callable:
+    """The WSGI application: every request passes the Host check, then (but for /healthz) the token. With
+    ``metrics``, /metrics serves them (behind the token like the API) and every request is counted by endpoint."""
 
     def app(environ: dict, start_response: Callable) -> Iterable[bytes]:
+        started = time.perf_counter()
         method = environ.get("REQUEST_METHOD", "GET")
         path = environ.get("PATH_INFO", "/") or "/"
         status, headers, body = _respond(method, path, environ)
+        if metrics is not None:
+            metrics.observe(_endpoint(path), status.value, time.perf_counter() - started)
         headers += [("Content-Length", str(len(body))), ("Cache-Control", "no-store"),
                     ("X-Content-Type-Options", "nosniff")]
         start_response(f"{status.value} {status.phrase}", headers)
@@ -134,6 +141,8 @@ def make_app(api: Api, access: Access, timeout_s: int) -> Callable:
                 return _file(STATIC_FILES[path])
             if path == "/openapi.json":
                 return _json(HTTPStatus.OK, openapi_document())
+            if path == "/metrics" and metrics is not None:
+                return HTTPStatus.OK, [("Content-Type", METRICS_CONTENT_TYPE)], metrics.render()
             return _json(HTTPStatus.OK, api.handle(path, query))
         except BadRequest as exc:
             body = {"error": str(exc), "status": exc.status.value}
@@ -147,6 +156,16 @@ def make_app(api: Api, access: Access, timeout_s: int) -> Callable:
             log.exception("request %s failed", path)
             return _json(HTTPStatus.INTERNAL_SERVER_ERROR,
                          {"error": "the query failed on the server; see the service log", "status": 500})
+
+    def _endpoint(path: str) -> str:
+        """The route a path asked for: a bounded set of label values, whatever clients send."""
+        if path in api.routes or path in ("/healthz", "/metrics", "/openapi.json"):
+            return path
+        if path in STATIC_FILES:
+            return "/static"
+        if USER_PATH.match(path):
+            return "/api/users/{user_id}/activity"
+        return "other"
 
     def _login(query: str) -> Response:
         given = (parse_qs(query).get("token") or [""])[0]

@@ -12,7 +12,9 @@ Every ``interval`` it looks at the lake's layout (``health.table_health``) and:
 4. removes orphan files (no snapshot references them, e.g. left by a killed writer) older than
    ``orphan_age`` (``CALL sys.remove_orphan_files``), at most once per ``orphan_every``;
 5. restates every slot closed for ``restate_grace`` (event time) that has not been restated yet
-   (``restate.restate_slot``), if it can reach ClickHouse.
+   (``restate.restate_slot``), if it can reach ClickHouse;
+6. then records what the pass did in ClickHouse's ``maintenance_passes`` (when it restates, so it has ClickHouse),
+   which the ClickHouse service shows in /metrics, /api/status and the dashboard wherever the schedule runs.
 
 Why a scheduled batch compaction of closed slots and not Paimon's dedicated compaction job
 (``write-only`` writer + a second streaming job): see the README ("Lake maintenance"); in short, on
@@ -46,6 +48,9 @@ if TYPE_CHECKING:
     from lakehouse.maintenance import Maintenance
 
 log = logging.getLogger("lakehouse.maintain")
+PASSES_TABLE = "maintenance_passes"  # clickhouse/schema/analytics.sql
+PASSES_COLUMNS = ("finished_at", "duration_s", "compacted_slots", "snapshots_expired", "partitions_expired",
+                  "orphans_removed", "restated_slots", "errors", "error")
 # Its own level: importing PyFlink (Beam) raises the root logger's to WARNING, which hid every pass's summary.
 log.setLevel(logging.INFO)
 MINUTE_MS = 60_000
@@ -109,6 +114,7 @@ class Maintainer:
 
     def tick(self) -> TickReport:
         report = TickReport()
+        started = time.monotonic()
         p = self.policy
         try:
             for table in (USER_ACTIONS.name, USER_ACTIONS_REJECTED.name):
@@ -134,7 +140,19 @@ class Maintainer:
         if p.restate and self.clickhouse is not None:
             self._step(report, "restate", lambda: self._restate(report))
         log.info("maintain: %s", report.line())
+        if p.restate and self.clickhouse is not None:
+            self._record(report, time.monotonic() - started)
         return report
+
+    def _record(self, report: TickReport, duration_s: float) -> None:
+        """One row in maintenance_passes; a pass whose record fails is only logged (the work itself is done)."""
+        try:
+            self.clickhouse().insert(f"{self.policy.database}.{PASSES_TABLE}", [[
+                datetime.now(UTC), round(duration_s, 3), len(report.compacted), report.snapshots_expired,
+                report.partitions_expired, report.orphans_removed, len(report.restated), len(report.errors),
+                "; ".join(report.errors)[:2000]]], column_names=list(PASSES_COLUMNS))
+        except Exception as exc:  # noqa: BLE001 - the schedule outlives ClickHouse being away
+            log.warning("maintain: could not record the pass in %s.%s: %s", self.policy.database, PASSES_TABLE, exc)
 
     def run(self, stop: threading.Event) -> None:
         """Tick every ``interval_s`` until ``stop`` is set."""

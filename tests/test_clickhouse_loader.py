@@ -360,10 +360,10 @@ def test_rows_per_second_counts_exactly_the_last_10_seconds(monkeypatch):
 
     assert rate_at(1_000.5) == 0.0
     clock[0] = 1_001.0
-    metrics.inserted(300, 20, "t")  # rejected rows count too: 320 rows handled
+    metrics.inserted(300, 20, "t", "user_aggregations", 0.01)  # rejected rows count too: 320 rows handled
     assert rate_at(1_002.0) == 160.0  # 320 over the 2 s since the start
     clock[0] = 1_006.0
-    metrics.inserted(100, 0, "t")
+    metrics.inserted(100, 0, "t", "user_aggregations", 0.01)
     assert rate_at(1_010.0) == 42.0  # 420 over 10 s
     assert rate_at(1_011.0) == 42.0  # the first insert is exactly 10 s old: still in the window
     assert rate_at(1_011.5) == 10.0  # ... and then out of it: 100 over 10 s

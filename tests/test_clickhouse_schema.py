@@ -56,12 +56,12 @@ def test_final_views_deduplicate_by_version(client, unique_name):
 _PER_TABLE = ("user_aggregations", "user_action_aggregations", "user_aggregations_realtime")
 # What each variant creates, in order: per aggregate table a Kafka-engine queue, its view into the table and its
 # view into the dead letters; or the database, per table a local replicated table and its Distributed one, then the
-# restatement log and the dead letters.
+# restatement log, the dead letters and the maintenance log.
 CREATED = {
     "kafka_engine": [f"analytics.{t}{suffix}" for t in _PER_TABLE for suffix in ("_queue", "_queue_mv",
                                                                                    "_queue_rejects_mv")],
     "cluster": ["analytics", *(f"analytics.{t}{suffix}" for t in _PER_TABLE for suffix in ("_local", "")),
-                "analytics.restatements", "analytics.aggregate_rejects"],
+                "analytics.restatements", "analytics.aggregate_rejects", "analytics.maintenance_passes"],
 }
 
 

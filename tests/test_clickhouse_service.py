@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from base.config import PROJECT_ROOT
-from clickhouse import service_process
+from clickhouse import metrics, service_process
 from local_services.process import read_pid_file
 
 pytestmark = pytest.mark.integration
@@ -200,10 +200,52 @@ def test_cli_load_then_serve_as_a_user_types_them(private_kafka):
         with urllib.request.urlopen(f"{base}/api/top-users?window=2h&{span}", timeout=10) as resp:
             users = json.loads(resp.read())["users"]
         assert [(u["user_id"], u["actions"]) for u in users] == top
+
+        # /metrics: the work done, as Prometheus reads it. One bad record more, on another topic: a dead letter.
+        produce_all(s, [("user_aggregations_realtime", {"user_id": 7, "window_start": "not a time"})])
+        wait_for(lambda: scrape(base).get(("pipeline_loader_dead_letters_total",
+                                           (("topic", "user_aggregations_realtime"),))) == 1, 60,
+                 "the bad record to be counted as a dead letter")
+        wait_for(lambda: sum(v for (name, _), v in scrape(base).items() if name == "pipeline_loader_lag_records") == 0,
+                 60, "the loader's lag to return to 0")
+        time.sleep(metrics.CACHE_S)  # what ClickHouse holds is read at most once per CACHE_S
+        m = scrape(base)
+        assert m[("pipeline_loader_rows_loaded_total", (("table", "user_aggregations"),))] == len(records)
+        assert m[("pipeline_loader_rows_loaded_total", (("table", "user_aggregations_realtime"),))] == 0
+        assert m[("pipeline_loader_up", ())] == 1 and m[("pipeline_clickhouse_up", ())] == 1
+        assert m[("pipeline_dead_letters_stored", (("topic", "user_aggregations_realtime"),))] == 1
+        # Rows stored before deduplication (`load` and `serve` each inserted the records; merges fold some): as
+        # /api/status counts them
+        with urllib.request.urlopen(base + "/api/status", timeout=5) as resp:
+            stored = {t["table"]: t["rows"] for t in json.loads(resp.read())["tables"]}
+        assert len(records) <= m[("pipeline_table_rows", (("table", "user_aggregations"),))] \
+            == stored["user_aggregations"] <= 2 * len(records)
+        window_end = (day + timedelta(hours=12)).timestamp()
+        assert m[("pipeline_table_latest_window_end_timestamp_seconds", (("table", "user_aggregations"),))] \
+            == window_end
+        assert abs(m[("pipeline_table_freshness_seconds", (("table", "user_aggregations"),))]
+                   - (time.time() - window_end)) < 30
+        assert m[("pipeline_api_requests_total", (("endpoint", "/api/top-users"), ("status", "200")))] == 1
+        assert m[("pipeline_loader_insert_duration_seconds_count", (("table", "user_aggregations"),))] >= 1
+        assert ("pipeline_maintenance_last_pass_timestamp_seconds", ()) not in m  # no maintenance ran: no series
+        with pytest.raises(urllib.error.HTTPError) as refused:  # read-only like the API
+            urllib.request.urlopen(urllib.request.Request(f"{base}/metrics", method="POST"), timeout=10)
+        assert refused.value.code == 405
     finally:
         serve.send_signal(signal.SIGTERM)
         out, _ = serve.communicate(timeout=60)
     assert serve.returncode == 0, out
+
+
+def scrape(base: str) -> dict[tuple[str, tuple], float]:
+    """Every sample of the service's /metrics: (name, sorted labels) -> value."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"{base}/metrics", timeout=10) as resp:
+        assert resp.headers["Content-Type"].startswith("text/plain")
+        text = resp.read().decode()
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
 
 
 def _text_figures(text: str) -> dict[str, tuple[int, int]]:

@@ -99,3 +99,22 @@ CREATE TABLE IF NOT EXISTS ${db}.aggregate_rejects
 ENGINE = ReplacingMergeTree(rejected_at)
 ORDER BY (topic, partition, offset)
 TTL toDateTime(rejected_at) + INTERVAL 90 DAY;
+
+-- One row per lake maintenance pass (`pipeline lake maintain`, or its companion in the ClickHouse service), written
+-- by the maintenance when it can reach ClickHouse, so /metrics, /api/status, `clickhouse status` and the dashboard
+-- show what the last passes did wherever the maintenance runs. Not an aggregate; kept 30 days.
+CREATE TABLE IF NOT EXISTS ${db}.maintenance_passes
+(
+    finished_at        DateTime64(3, 'UTC'),
+    duration_s         Float64,
+    compacted_slots    UInt32,
+    snapshots_expired  UInt32,
+    partitions_expired UInt32,
+    orphans_removed    UInt32,
+    restated_slots     UInt32,
+    errors             UInt32,
+    error              String
+)
+ENGINE = MergeTree
+ORDER BY finished_at
+TTL toDateTime(finished_at) + INTERVAL 30 DAY;

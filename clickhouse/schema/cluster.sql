@@ -90,3 +90,19 @@ CREATE TABLE IF NOT EXISTS ${db}.aggregate_rejects ON CLUSTER '${cluster}'
 ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/all/${db}/aggregate_rejects', '{replica}', rejected_at)
 ORDER BY (topic, partition, offset)
 TTL toDateTime(rejected_at) + INTERVAL 90 DAY;
+
+CREATE TABLE IF NOT EXISTS ${db}.maintenance_passes ON CLUSTER '${cluster}'
+(
+    finished_at        DateTime64(3, 'UTC'),
+    duration_s         Float64,
+    compacted_slots    UInt32,
+    snapshots_expired  UInt32,
+    partitions_expired UInt32,
+    orphans_removed    UInt32,
+    restated_slots     UInt32,
+    errors             UInt32,
+    error              String
+)
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/all/${db}/maintenance_passes', '{replica}')
+ORDER BY finished_at
+TTL toDateTime(finished_at) + INTERVAL 30 DAY;
