@@ -226,6 +226,9 @@ def status_lines(report: dict) -> list[str]:
                    f"expired {last['snapshots_expired']} snapshots and {last['partitions_expired']} partitions, "
                    f"removed {last['orphans_removed']} orphan files, restated {last['restated_slots']} slots, "
                    f"{last['errors']} errors" + (f" ({last['error']})" if last['error'] else ""))
+        out.append(f"  lake.user_actions then: {last['open_slots']} open slots ({last['open_files']} files), "
+                   f"{last['closed_slots']} closed ({last['closed_files']} files), {last['uncompacted_slots']} closed "
+                   "and waiting for compaction")
     return out
 
 

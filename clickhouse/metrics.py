@@ -170,6 +170,16 @@ class _StoreCollector:
                            "restated_slots", "errors"):
                 g.add_metric([result], p[result])
             out.append(g)
+            files = GaugeMetricFamily("pipeline_lake_files", "Data files of lake.user_actions after the last "
+                                      "maintenance pass, in open and closed 2-hour slots", labels=["slot_state"])
+            slots = GaugeMetricFamily("pipeline_lake_slots", "2-hour slots of lake.user_actions after the last "
+                                      "maintenance pass (uncompacted: closed, still waiting for compaction)",
+                                      labels=["slot_state"])
+            for state in ("open", "closed"):
+                files.add_metric([state], p[f"{state}_files"])
+                slots.add_metric([state], p[f"{state}_slots"])
+            slots.add_metric(["uncompacted"], p["uncompacted_slots"])
+            out += [files, slots]
             g = GaugeMetricFamily("pipeline_maintenance_passes_24h", "Lake maintenance passes recorded in 24 hours")
             g.add_metric([], maintenance["passes"])
             out.append(g)

@@ -85,7 +85,8 @@ class Queries:
         rows = _rows(
             self.client,
             f"SELECT finished_at, duration_s, compacted_slots, snapshots_expired, partitions_expired, orphans_removed, "
-            f"restated_slots, errors, error, (SELECT count() FROM {self.db}.maintenance_passes "
+            f"restated_slots, errors, error, open_slots, open_files, closed_slots, closed_files, uncompacted_slots, "
+            f"(SELECT count() FROM {self.db}.maintenance_passes "
             f"WHERE finished_at > now() - INTERVAL 1 DAY) AS passes "
             f"FROM {self.db}.maintenance_passes ORDER BY finished_at DESC LIMIT 1", {})
         if not rows:
@@ -93,7 +94,7 @@ class Queries:
         last = rows[0]
         passes = int(last.pop("passes"))
         counts = ("compacted_slots", "snapshots_expired", "partitions_expired", "orphans_removed", "restated_slots",
-                  "errors")
+                  "errors", "open_slots", "open_files", "closed_slots", "closed_files", "uncompacted_slots")
         return {"last_pass": {**last, "finished_at": _iso(last["finished_at"]), "duration_s": float(last["duration_s"]),
                               **{k: int(last[k]) for k in counts}, "error": last["error"] or None},
                 "passes": passes}

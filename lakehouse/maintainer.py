@@ -50,7 +50,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("lakehouse.maintain")
 PASSES_TABLE = "maintenance_passes"  # clickhouse/schema/analytics.sql
 PASSES_COLUMNS = ("finished_at", "duration_s", "compacted_slots", "snapshots_expired", "partitions_expired",
-                  "orphans_removed", "restated_slots", "errors", "error")
+                  "orphans_removed", "restated_slots", "errors", "error", "open_slots", "open_files", "closed_slots",
+                  "closed_files", "uncompacted_slots")
 # Its own level: importing PyFlink (Beam) raises the root logger's to WARNING, which hid every pass's summary.
 log.setLevel(logging.INFO)
 MINUTE_MS = 60_000
@@ -86,6 +87,9 @@ class TickReport:
     orphans_removed: int = 0
     restated: list[str] = field(default_factory=list)  # slot starts, 'YYYY-MM-DD HH:MM'
     errors: list[str] = field(default_factory=list)
+    # The raw table's layout after the pass: slots and data files, open and closed, and closed slots still waiting
+    # for compaction (the health dashboard's "lake files per open and closed slot").
+    layout: dict[str, int] = field(default_factory=dict)
 
     def line(self) -> str:
         return (f"compacted {len(self.compacted)} slots, expired {self.snapshots_expired} snapshots and "
@@ -139,18 +143,27 @@ class Maintainer:
                 self._step(report, f"remove orphan files of {table}", lambda t=table: self._orphans(report, t))
         if p.restate and self.clickhouse is not None:
             self._step(report, "restate", lambda: self._restate(report))
+        self._step(report, "read the layout", lambda: self._layout(report))
         log.info("maintain: %s", report.line())
         if p.restate and self.clickhouse is not None:
             self._record(report, time.monotonic() - started)
         return report
 
+    def _layout(self, report: TickReport) -> None:
+        health = table_health(open_table(self.settings, USER_ACTIONS.name), self.policy.compact_grace_min * MINUTE_MS)
+        open_, closed = [p for p in health.partitions if not p.closed], [p for p in health.partitions if p.closed]
+        report.layout = {"open_slots": len(open_), "open_files": sum(p.files for p in open_),
+                         "closed_slots": len(closed), "closed_files": sum(p.files for p in closed),
+                         "uncompacted_slots": len(health.closed_uncompacted)}
+
     def _record(self, report: TickReport, duration_s: float) -> None:
         """One row in maintenance_passes; a pass whose record fails is only logged (the work itself is done)."""
+        layout = [report.layout.get(k, 0) for k in PASSES_COLUMNS[9:]]
         try:
             self.clickhouse().insert(f"{self.policy.database}.{PASSES_TABLE}", [[
                 datetime.now(UTC), round(duration_s, 3), len(report.compacted), report.snapshots_expired,
                 report.partitions_expired, report.orphans_removed, len(report.restated), len(report.errors),
-                "; ".join(report.errors)[:2000]]], column_names=list(PASSES_COLUMNS))
+                "; ".join(report.errors)[:2000], *layout]], column_names=list(PASSES_COLUMNS))
         except Exception as exc:  # noqa: BLE001 - the schedule outlives ClickHouse being away
             log.warning("maintain: could not record the pass in %s.%s: %s", self.policy.database, PASSES_TABLE, exc)
 

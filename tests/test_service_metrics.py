@@ -39,7 +39,9 @@ def test_a_recorded_pass_reaches_metrics_status_and_text(settings, clients, uniq
 
     maintainer = Maintainer(settings, MaintenancePolicy(database=unique_name), clickhouse=clients.get)
     report = TickReport(compacted=["2026-03-01/00", "2026-03-01/02"], snapshots_expired=7, orphans_removed=3,
-                        restated=["2026-03-01 00:00"], errors=["expire partitions of user_actions: conflict"])
+                        restated=["2026-03-01 00:00"], errors=["expire partitions of user_actions: conflict"],
+                        layout={"open_slots": 1, "open_files": 40, "closed_slots": 5, "closed_files": 128 * 5,
+                                "uncompacted_slots": 0})
     maintainer._record(TickReport(), 0.5)
     maintainer._record(report, 12.25)
 
@@ -48,7 +50,8 @@ def test_a_recorded_pass_reaches_metrics_status_and_text(settings, clients, uniq
     assert status["passes"] == 2
     assert {k: v for k, v in last.items() if k != "finished_at"} == {
         "duration_s": 12.25, "compacted_slots": 2, "snapshots_expired": 7, "partitions_expired": 0,
-        "orphans_removed": 3, "restated_slots": 1, "errors": 1, "error": "expire partitions of user_actions: conflict"}
+        "orphans_removed": 3, "restated_slots": 1, "errors": 1, "error": "expire partitions of user_actions: conflict",
+        "open_slots": 1, "open_files": 40, "closed_slots": 5, "closed_files": 640, "uncompacted_slots": 0}
 
     time.sleep(0.1)
     metrics = ServiceMetrics(clients, unique_name, loader=None)  # a fresh one: no cached scrape
@@ -59,12 +62,17 @@ def test_a_recorded_pass_reaches_metrics_status_and_text(settings, clients, uniq
     assert {labels[0][1]: v for (name, labels), v in m.items() if name == "pipeline_maintenance_last_pass"} == {
         "compacted_slots": 2, "snapshots_expired": 7, "partitions_expired": 0, "orphans_removed": 3,
         "restated_slots": 1, "errors": 1}
+    assert {labels[0][1]: v for (name, labels), v in m.items() if name == "pipeline_lake_files"} == {
+        "open": 40, "closed": 640}
+    assert {labels[0][1]: v for (name, labels), v in m.items() if name == "pipeline_lake_slots"} == {
+        "open": 1, "closed": 5, "uncompacted": 0}
 
     text = status_lines({"service": {"service": "clickhouse", "name": "clickhouse", "pid": None, "healthy": False,
                                      "address": "http://127.0.0.1:8050"},
                          "status": {"tables": [], "maintenance": status}, "status_error": None})
     line = next(line for line in text if line.startswith("lake maintenance"))
     assert "compacted 2 slots" in line and "restated 1 slots" in line and "1 errors (expire partitions" in line
+    assert "1 open slots (40 files), 5 closed (640 files), 0 closed and waiting" in text[text.index(line) + 1]
 
 
 def test_clickhouse_unreachable_is_a_metric_not_a_failed_scrape(settings):

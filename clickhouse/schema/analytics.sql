@@ -113,7 +113,12 @@ CREATE TABLE IF NOT EXISTS ${db}.maintenance_passes
     orphans_removed    UInt32,
     restated_slots     UInt32,
     errors             UInt32,
-    error              String
+    error              String,
+    open_slots         UInt32,  -- the raw table's layout after the pass
+    open_files         UInt32,
+    closed_slots       UInt32,
+    closed_files       UInt32,
+    uncompacted_slots  UInt32
 )
 ENGINE = MergeTree
 ORDER BY finished_at
