@@ -4,7 +4,7 @@ Starts (or reuses) Kafka and, with --s3, the S3 server; starts the ClickHouse se
 dashboard, API), the Flink job (local mini-cluster, or a standalone cluster with --flink-cluster)
 and the producer. Ctrl-C, or the end of --duration, stops what it started in reverse order after
 the job has drained, then prints the summary. Exit 0 only if every produced event is in Paimon
-(raw or rejected).
+(raw or rejected) and everything it started was stopped.
 """
 
 from __future__ import annotations
@@ -190,6 +190,7 @@ class Demo:
             span_ms = int((self.args.duration or 0) * speedup * 1000)
             start_ms = int(time.time() * 1000) - span_ms + int((self.args.duration or 0) * 1000)
             argv += ["--sim-rate", str(self.args.rate / speedup), "--start-time", str(start_ms)]
+        # the whole environment passed on (no variable read here), the settings on top
         pid = self.producer.start(argv, env={**os.environ, **self.settings.to_env()}, cwd=PROJECT_ROOT)
         self.stop_order.append(("producer", self.stop_producer))
         self.say(f"producer started (pid {pid}) at {self.args.rate:,} events/s; log {self.producer.log_file}")
@@ -338,13 +339,18 @@ class Demo:
             last_written = written
             time.sleep(1)
 
-    def stop_all(self) -> None:
+    def stop_all(self) -> list[str]:
+        """Stop what the demo started, in reverse order; the labels of those whose stop failed (each said in a
+        line), so that the exit code can say a process may have been left running."""
+        failed = []
         for label, stop in reversed(self.stop_order):
             try:
                 self.say(stop())
             except Exception as exc:
                 self.say(f"stopping {label} failed: {exc}")
+                failed.append(label)
         self.stop_order.clear()
+        return failed
 
 
 def _aggregate_rows(status: dict) -> dict[str, int]:
@@ -397,11 +403,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     except KeyboardInterrupt:
         demo.stop_all()
         return 130
-    demo.stop_all()
+    stop_failed = demo.stop_all()
     for line in summary.lines():
         print(line, flush=True)
     if args.summary_json:
         Path(args.summary_json).write_text(json.dumps(summary.__dict__ | {"ok": summary.ok}, indent=2) + "\n")
     if interrupted:
         demo.say("stopped by Ctrl-C or SIGTERM")
+    if stop_failed:
+        # A stop that failed may have left a process running (and its port taken): not a clean exit.
+        demo.say(f"exit 1: stopping {', '.join(stop_failed)} failed (see above); check for processes left running")
+        return 1
     return 0 if summary.ok else 1

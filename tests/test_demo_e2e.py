@@ -19,13 +19,13 @@ import pytest
 
 from base.config import PROJECT_ROOT, Settings
 from local_services import kafka
+from local_services.process import port_open
+from tests.conftest import free_port, listening_addresses, listening_ports, pid_running
 
-pytestmark = pytest.mark.integration
+# timeout: one demo's bounded waits together (run 400, stop 600, a broker start 90, the topic's ends 120, reconcile
+# 300, the refusal 300) and a margin, so a wait that runs out says what it waited for, before pytest-timeout would
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(2_000)]
 
-# Not the demo's defaults, so a developer's running demo (or Flink cluster) is left alone.
-DASHBOARD_PORT = 18050
-CLUSTER_DASHBOARD_PORT = 18051
-CLUSTER_REST_PORT = 18082
 SERVED = ("user_aggregations_realtime", "user_aggregations")
 
 
@@ -74,7 +74,7 @@ def _assert_lake_holds_each_record_once(settings: Settings, summary: dict) -> tu
     assert landed == expected, f"{len(landed)} records in the lake, {len(expected)} in the topic"
     assert summary["backlog"] == 0 and len(landed) == summary["produced"]  # the producer's acknowledged count
     assert len(set(raw.column("event_id").to_pylist())) == raw.num_rows
-    assert rejected.num_rows > 0  # 1% malformed on purpose
+    assert rejected.num_rows == summary["rejected_rows"] > 0  # 1% malformed on purpose (= the producer's count)
     return _closed_windows(raw)
 
 
@@ -153,7 +153,8 @@ def _run_demo(tmp_path: Path, dashboard_port: int, flags: list[str], env_extra: 
         cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     seen: dict[str, int] = {}
-    deadline = time.monotonic() + 400
+    started = Started()
+    deadline = time.monotonic() + RUN_TIMEOUT_S
     while demo.poll() is None and time.monotonic() < deadline:
         status = _get_json(f"http://127.0.0.1:{dashboard_port}/api/status")
         if status:
@@ -162,12 +163,65 @@ def _run_demo(tmp_path: Path, dashboard_port: int, flags: list[str], env_extra: 
             if sigterm_when_served and all(seen.get(t, 0) > 0 for t in SERVED):
                 demo.send_signal(signal.SIGTERM)  # run.sh execs the demo: this is its PID
                 sigterm_when_served = False
+        started.look(demo.pid)
         watch()
         time.sleep(2)
-    output, _ = demo.communicate(timeout=600)
+    output, _ = demo.communicate(timeout=STOP_TIMEOUT_S)
     (tmp_path / "demo-output.log").write_text(output)  # the whole terminal output, for a failure's post-mortem
+    left = started.left_running()
+    started.kill_left(left)  # so that a failure here leaves nothing behind for the next test
+    # Exit 0 also means every stop succeeded (pipeline/demo.py: a failed stop is exit 1 and a line saying so).
     assert demo.returncode == 0, output[-3000:]
+    assert not left, f"still running after the demo stopped: {left}\n{output[-3000:]}"
+    job_pid = re.search(r"flink job started in a local mini-cluster \(pid (\d+)\)|flink cluster started "
+                        r"\(jobmanager pid (\d+)", output)
+    assert job_pid and int(job_pid.group(1) or job_pid.group(2)) in started.pids, output[-3000:]
+    still_listening = started.ports & listening_ports()
+    assert not still_listening, f"ports the demo opened still listened on after it stopped: {still_listening}"
     return json.loads(summary_path.read_text()), seen, output, demo_settings
+
+
+# Bounded waits of one demo run: the run itself (it stops by --duration, or by SIGTERM once it serves), its stop.
+RUN_TIMEOUT_S = 400
+STOP_TIMEOUT_S = 600
+
+
+class Started:
+    """Every process the demo started (its descendants, sampled while it runs) and the ports they listened on."""
+
+    def __init__(self) -> None:
+        self.pids: dict[int, str] = {}  # pid -> command line
+        self.ports: set[int] = set()
+
+    def look(self, demo_pid: int) -> None:
+        from scripts.faults import descendants
+
+        for pid in descendants(demo_pid):
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:160]
+            except OSError:
+                continue
+            self.pids.setdefault(pid, cmdline)
+            self.ports |= {int(address.rsplit(":", 1)[1]) for address in listening_addresses(pid)}
+
+    def left_running(self) -> dict[int, str]:
+        return {pid: cmd for pid, cmd in self.pids.items() if pid_running(pid) and _same_process(pid, cmd)}
+
+    @staticmethod
+    def kill_left(left: dict[int, str]) -> None:
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _same_process(pid: int, cmdline: str) -> bool:
+    """The PID still runs the command it ran when it was seen (not a PID reused since)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:160] == cmdline
+    except OSError:
+        return False
 
 
 def _assert_lake_and_clickhouse(settings: Settings, summary: dict, output: str) -> None:
@@ -183,10 +237,23 @@ def _assert_balanced(summary: dict, seen: dict[str, int], output: str, min_produ
     assert summary["ok"] is True
     assert summary["produced"] >= min_produced  # how many depends on the box's speed; the balance below must hold
     assert summary["produced"] + summary["backlog"] == summary["raw_rows"] + summary["rejected_rows"]
-    assert summary["rejected_rows"] > 0  # 1% malformed on purpose, all in the rejected table
+    assert summary["rejected_rows"] > 0  # 1% malformed on purpose: exactly how many, at the end of each test
     assert all(summary["aggregate_rows"][t] > 0 for t in ("user_aggregations", "user_action_aggregations",
                                                            "user_aggregations_realtime"))
     assert "summary" in output and re.search(r"produced = raw \+ rejected +yes", output), output[-2000:]
+
+
+def _assert_only_the_malformed_rejected(settings: Settings, summary: dict) -> None:
+    """The demo sends 1% malformed records on purpose (--invalid-fraction 0.01): the rejected table holds exactly as
+    many as the producer says it broke (its summary, under the demo's DATA_DIR), and no valid event."""
+    from collections import Counter
+
+    from tests.reliability.conftest import lake_rows
+
+    broken = json.loads((settings.data_dir / "demo" / "producer-summary.json").read_text())["invalid"]
+    reasons = Counter(lake_rows(settings, "user_actions_rejected", ["reason"])["reason"].to_pylist())
+    assert summary["rejected_rows"] == sum(reasons.values()) == broken > 0, \
+        f"{sum(reasons.values())} rejected, the producer broke {broken}: {reasons.most_common(6)}"
 
 
 def test_demo_stopped_like_ctrl_c_balances_and_serves_fresh_aggregates(services: Settings, tmp_path) -> None:
@@ -200,7 +267,7 @@ def test_demo_stopped_like_ctrl_c_balances_and_serves_fresh_aggregates(services:
     from the lake: reconcile checks exactly what the job and the loader delivered."""
     bootstrap = _private_bootstrap()
     summary, seen, output, settings = _run_demo(
-        tmp_path, DASHBOARD_PORT, ["--no-maintenance"], {"KAFKA_BOOTSTRAP": bootstrap}, duration=600,
+        tmp_path, free_port(), ["--no-maintenance"], {"KAFKA_BOOTSTRAP": bootstrap}, duration=600,
         sigterm_when_served=True, services=services)
     _assert_balanced(summary, seen, output, min_produced=1_000)
     assert "Ctrl-C (or SIGTERM): stopping the producer" in output and "stopped by Ctrl-C or SIGTERM" in output
@@ -212,6 +279,20 @@ def test_demo_stopped_like_ctrl_c_balances_and_serves_fresh_aggregates(services:
         _assert_lake_and_clickhouse(settings, summary, output)
     finally:
         print(kafka.stop(settings))
+    # README "Failover beyond one node": a data directory formatted for one broker refuses three, in one line
+    # (nothing is started: the check comes first).
+    from scripts.faults import free_loopback_port
+
+    three = [free_loopback_port(span=6) + 2 * i for i in range(3)]
+    refused = _pipeline(replace(settings, kafka_bootstrap=",".join(f"127.0.0.1:{p}" for p in three)),
+                        "services", "start", "kafka")
+    one = int(settings.kafka_bootstrap.rsplit(":", 1)[1])
+    assert refused.returncode == 2 and refused.stderr == (
+        f"error: kafka: {settings.data_dir} holds a Kafka formatted for brokers 1@{one} (node@port), not "
+        f"1@{three[0]},2@{three[1]},3@{three[2]}: use another DATA_DIR, or remove {settings.data_dir}/kafka* to "
+        "start an empty cluster\n"), refused.stderr
+    assert not any(port_open("127.0.0.1", p) for p in three)
+    _assert_only_the_malformed_rejected(settings, summary)
 
 
 def test_bounded_demo_on_s3_with_a_flink_cluster(services: Settings, tmp_path, unique_name: str) -> None:
@@ -221,7 +302,8 @@ def test_bounded_demo_on_s3_with_a_flink_cluster(services: Settings, tmp_path, u
     from local_services import flink_cluster
 
     warehouse = f"s3://{services.s3_bucket}/{unique_name}/warehouse"
-    rest = f"http://127.0.0.1:{CLUSTER_REST_PORT}"
+    rest_port = free_port()
+    rest = f"http://127.0.0.1:{rest_port}"
     job_states: set[str] = set()
 
     def watch() -> None:
@@ -233,8 +315,8 @@ def test_bounded_demo_on_s3_with_a_flink_cluster(services: Settings, tmp_path, u
     print(kafka.start(broker))
     try:
         summary, seen, output, settings = _run_demo(
-            tmp_path, CLUSTER_DASHBOARD_PORT, ["--s3", "--flink-cluster"],
-            {"PAIMON_WAREHOUSE": warehouse, "FLINK_REST_PORT": str(CLUSTER_REST_PORT), "KAFKA_BOOTSTRAP": bootstrap},
+            tmp_path, free_port(), ["--s3", "--flink-cluster"],
+            {"PAIMON_WAREHOUSE": warehouse, "FLINK_REST_PORT": str(rest_port), "KAFKA_BOOTSTRAP": bootstrap},
             watch, services=services)
         _assert_balanced(summary, seen, output)
         assert f"kafka: using the broker on {bootstrap}" in output and kafka.healthy(broker)  # not the demo's to stop
@@ -248,3 +330,4 @@ def test_bounded_demo_on_s3_with_a_flink_cluster(services: Settings, tmp_path, u
     assert _get_json(f"{rest}/overview") is None
     cluster = flink_cluster.status(Settings.from_env({"DATA_DIR": str(tmp_path / "data")}))
     assert cluster.startswith("flink cluster: jobmanager pid None, taskmanager pid None"), cluster
+    _assert_only_the_malformed_rejected(settings, summary)
