@@ -114,7 +114,7 @@ def test_every_image_is_pinned_to_an_exact_version(name: str) -> None:
     image = SERVICES[name]["image"]
     repo, _, tag = image.rpartition(":")
     assert repo and tag, f"{name}: image {image!r} has no tag"
-    assert tag != "latest" and re.fullmatch(r"\d+(\.\d+){2,3}|\d{4}-\d\d-\d\d", tag), \
+    assert tag != "latest" and re.fullmatch(r"v?\d+(\.\d+){2,3}|\d{4}-\d\d-\d\d", tag), \
         f"{name}: {image!r} floats: pin a full version (x.y.z), not a major or minor line"
 
 
