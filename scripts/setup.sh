@@ -84,17 +84,41 @@ done
 
 # 3. The Flink job's value format (flink_job/format, the project's one Java module): compiled, unit-tested and
 #    packaged by Maven (dependencies pinned in its pom.xml), the jar copied into .cache/jars/format. Rebuilt only
-#    when its sources change; ./test.sh runs its unit tests again offline.
+#    when its sources change; ./test.sh runs its unit tests again offline. Its second jar (classifier "metrics", the
+#    loopback Prometheus reporter) goes into the Flink plugins root .cache/jars/plugins (FLINK_PLUGINS_DIR of the
+#    local mini-cluster and standalone cluster), in one plugin folder with the wheel's flink-metrics-prometheus,
+#    whose classes it extends and so whose class loader it needs.
 fmt_hash=$(find flink_job/format/pom.xml flink_job/format/src -type f | LC_ALL=C sort | xargs cat | sha256sum | cut -c1-16)
-if ! stamp_ok format "$fmt_hash" || [ -z "$(ls "$CACHE/jars/format"/*.jar 2>/dev/null)" ]; then
+prom_jar=$(ls "$VENV"/lib/python3*/site-packages/pyflink/plugins/metrics-prometheus/flink-metrics-prometheus-*.jar \
+  2>/dev/null | head -1)
+[ -n "$prom_jar" ] || die "the apache-flink wheel in .venv has no plugins/metrics-prometheus jar (reinstall: rm -rf .venv)"
+PLUGIN="$CACHE/jars/plugins/metrics-prometheus"
+if ! stamp_ok format "$fmt_hash" || [ -z "$(ls "$CACHE/jars/format"/*.jar 2>/dev/null)" ] \
+   || [ -z "$(ls "$PLUGIN"/user-action-format-*-metrics.jar 2>/dev/null)" ]; then
   say "building the job's value format (flink_job/format) with Maven"
-  mvn -B -f flink_job/format/pom.xml package >"$CACHE/mvn-format.log" 2>&1 \
+  # The reporter compiles against flink-metrics-prometheus of the wheel's Flink, which the registry reachable here
+  # does not serve (2.0.0 yes, 2.0.2 no): when Maven cannot fetch it, the wheel's own copy (the very jar the plugin
+  # folder runs) is installed into the local Maven repository under its coordinates.
+  prom_version=$(basename "$prom_jar" .jar); prom_version=${prom_version#flink-metrics-prometheus-}
+  mvn -q -B dependency:get -Dartifact="org.apache.flink:flink-metrics-prometheus:$prom_version" -Dtransitive=false \
+    >"$CACHE/mvn-format.log" 2>&1 \
+    || mvn -q -B org.apache.maven.plugins:maven-install-plugin:3.1.2:install-file -Dfile="$prom_jar" \
+         -DgroupId=org.apache.flink -DartifactId=flink-metrics-prometheus -Dversion="$prom_version" -Dpackaging=jar \
+         >>"$CACHE/mvn-format.log" 2>&1 \
+    || die "Maven could neither fetch nor install flink-metrics-prometheus $prom_version; see $CACHE/mvn-format.log"
+  mvn -B -f flink_job/format/pom.xml package >>"$CACHE/mvn-format.log" 2>&1 \
     || { grep -E "ERROR|FAIL" "$CACHE/mvn-format.log" | head -5 >&2;
          die "Maven could not build flink_job/format (compile error, failing unit test, or offline); see $CACHE/mvn-format.log"; }
-  rm -rf "$CACHE/jars/format" && mkdir -p "$CACHE/jars/format"
-  cp flink_job/format/target/user-action-format-*.jar "$CACHE/jars/format/"
+  rm -rf "$CACHE/jars/format" "$PLUGIN" && mkdir -p "$CACHE/jars/format" "$PLUGIN"
+  for jar in flink_job/format/target/user-action-format-*.jar; do
+    case "$jar" in
+      *-metrics.jar) cp "$jar" "$PLUGIN/" ;;  # never on the job's class path (see pom.xml)
+      *) cp "$jar" "$CACHE/jars/format/" ;;
+    esac
+  done
   echo "$fmt_hash" > "$CACHE/stamps/format"
 fi
+cmp -s "$prom_jar" "$PLUGIN/$(basename "$prom_jar")" || cp "$prom_jar" "$PLUGIN/"
 
 # 4. The local S3 server, versitygw, built from the Go module proxy at a pinned version. Pure Go (CGO_ENABLED=0), so
 #    the build is the same with or without a C compiler on the machine (the README asks for Go only), and -trimpath,
@@ -117,7 +141,7 @@ for step in scripts/setup.d/*.sh; do
   ROOT="$ROOT" VENV="$VENV" CACHE="$CACHE" bash "$step" || die "set-up step $step failed"
 done
 if [ "$MODE" = test ]; then
-  say "ready for the tests (.venv with .[$extras], jars in .cache/jars, the job's format jar in .cache/jars/format, S3 server in .cache/bin)"
+  say "ready for the tests (.venv with .[$extras], jars in .cache/jars, the job's format jar in .cache/jars/format, Flink plugins in .cache/jars/plugins, S3 server in .cache/bin)"
 else
-  say "ready (.venv with .[$extras], jars in .cache/jars, the job's format jar in .cache/jars/format, S3 server in .cache/bin)"
+  say "ready (.venv with .[$extras], jars in .cache/jars, the job's format jar in .cache/jars/format, Flink plugins in .cache/jars/plugins, S3 server in .cache/bin)"
 fi
