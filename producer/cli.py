@@ -7,13 +7,16 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from base.config import Settings
 from base.contract import MAX_USERS, RAW_TOPIC
 from base.errors import UserError
 from producer.delivery import BACKENDS, DeliveryOptions
 from producer.generator import SimulationConfig
+
+if TYPE_CHECKING:
+    from producer.metrics import MetricsServer
 
 COMPRESSIONS = ("none", "lz4", "zstd", "gzip", "snappy")
 MIN_START_MS, MAX_START_MS = 1_000_000_000_000, 9_000_000_000_000  # 2001..2255: 13-digit epoch ms
@@ -106,14 +109,54 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("output")
     g.add_argument("--summary-json", type=Path, metavar="PATH", help="also write the final summary as JSON here")
     g.add_argument("--quiet", action="store_true", help="no live progress line on stderr")
+    g = p.add_argument_group("metrics (Prometheus)")
+    g.add_argument("--metrics-port", type=_number(int, 1, 65535), metavar="PORT",
+                   help="serve /metrics in the Prometheus text format on this port for the run's duration: events "
+                        "sent, acknowledged, failed, send rate, delivery latency (default: no metrics)")
+    g.add_argument("--metrics-host", default="127.0.0.1", metavar="ADDRESS",
+                   help="address /metrics listens on (default: 127.0.0.1, this machine only; a container sets "
+                        "0.0.0.0 so that Prometheus can reach it)")
+    g.add_argument("--metrics-linger", type=_number(float, 0, 3600, what=" (seconds)"), default=0.0,
+                   metavar="SECONDS",
+                   help="after the summary, keep serving /metrics this long so that a last scrape sees the final "
+                        "counts; Ctrl-C ends it early (default: 0)")
+
+
+def _linger(metrics: MetricsServer, seconds: float, quiet: bool) -> None:
+    sys.stdout.flush()  # the summary first: a reader of the output knows the final counts are being served
+    if not quiet:
+        print(f"metrics: serving the final counts on {metrics.url} for {seconds:g} s (Ctrl-C ends it)",
+              file=sys.stderr)
+    try:
+        time.sleep(seconds)
+    except KeyboardInterrupt:
+        pass  # the run is over and complete: ending the linger changes nothing in the exit code
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from producer import runner, topics
+    from producer import topics
 
     if args.late_fraction > 0 and args.max_lateness <= 0:
         raise UserError("--late-fraction needs --max-lateness MS (how late a late event may be)")
+    if args.metrics_linger and args.metrics_port is None:
+        raise UserError("--metrics-linger needs --metrics-port PORT")
     topics.check_topic_name(args.topic)
+    # Bound before anything else: a port in use fails the run before a record is sent.
+    metrics = None
+    if args.metrics_port is not None:
+        from producer.metrics import MetricsServer
+
+        metrics = MetricsServer(args.metrics_host, args.metrics_port)
+    try:
+        return _produce(args, settings, metrics)
+    finally:
+        if metrics:
+            metrics.close()
+
+
+def _produce(args: argparse.Namespace, settings: Settings, metrics: MetricsServer | None) -> int:
+    from producer import runner, topics
+
     created = topics.ensure_topic(settings, args.topic, args.partitions or settings.kafka_partitions)
     if created and not args.quiet:
         print(f"created topic {args.topic}", file=sys.stderr)
@@ -147,13 +190,17 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         flush_timeout_s=args.delivery_timeout,
         progress=not args.quiet,
     )
-    summary = runner.run(opts, settings)
+    if metrics and not args.quiet:
+        print(f"metrics: {metrics.url}", file=sys.stderr)
+    summary = runner.run(opts, settings, metrics)
     for line in summary.lines():
         print(line)
     if args.summary_json:
         runner.write_summary_json(summary, args.summary_json)
     if summary.interrupted:
         return 130
+    if metrics and args.metrics_linger:
+        _linger(metrics, args.metrics_linger, args.quiet)
     complete = args.count is None or summary.sent == args.count
     return 0 if complete and not summary.errors and summary.failed == 0 and summary.acked == summary.sent else 1
 

@@ -16,14 +16,18 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from base.config import Settings
 from base.errors import UserError
+from producer.counters import DeliveryClock, SharedCounters
 from producer.delivery import DeliveryOptions, open_backend
 from producer.encoding import encode
 from producer.generator import EventGenerator, SimulationConfig
 
-_FIELDS = ("sent", "acked", "failed", "invalid", "late")  # per-worker counters in shared memory
+if TYPE_CHECKING:  # prometheus_client is imported only by a run that serves /metrics
+    from producer.metrics import MetricsServer
+
 MAX_BATCH = 10_000  # events per generated batch: ~4 MB of JSON, stays in the allocator's cache
 
 
@@ -79,7 +83,9 @@ def _share(total: int, workers: int, w: int) -> tuple[int, int]:
     return start, total * (w + 1) // workers - start
 
 
-def _worker(opts: RunOptions, settings: Settings, w: int, counters, stop, in_process: bool) -> str | None:
+def _worker(
+    opts: RunOptions, settings: Settings, w: int, counters: SharedCounters, stop, in_process: bool
+) -> str | None:
     """Generate and deliver worker ``w``'s share; returns an error message or None."""
     if not in_process:
         # The parent decides when to stop (its Ctrl-C sets ``stop``); a worker always flushes.
@@ -94,7 +100,7 @@ def _worker(opts: RunOptions, settings: Settings, w: int, counters, stop, in_pro
         return f"worker {w}: {opts.backend} client failed to start: {exc.__class__.__name__}: {exc}"
     rate = opts.rate / opts.workers if opts.rate else None
     batch = MAX_BATCH if rate is None else int(min(MAX_BATCH, max(1, rate / 50)))  # >= 50 batches/s
-    base = w * len(_FIELDS)
+    clock = DeliveryClock(counters, w)
     invalid = late = produced = 0
     error = None
     t0 = time.monotonic()
@@ -105,39 +111,49 @@ def _worker(opts: RunOptions, settings: Settings, w: int, counters, stop, in_pro
                 break
             encoded = encode(gen.next_batch(n))
             backend.send(encoded)
+            handed_over = time.monotonic()
             produced += n
             invalid += encoded.invalid
             late += encoded.late
             counts = backend.poll()
-            counters[base : base + 5] = [counts.sent, counts.acked, counts.failed, invalid, late]
+            clock.sent(counts.sent, handed_over)
+            clock.answered(counts.acked + counts.failed)
+            counters.publish(w, counts.sent, counts.acked, counts.failed, invalid, late)
             if rate is not None:  # pace: sleep until this batch is due, serving delivery reports
                 while (ahead := t0 + produced / rate - time.monotonic()) > 0 and not stop.is_set():
                     time.sleep(min(ahead, 0.05))
-                    backend.poll()
+                    counts = backend.poll()
+                    clock.answered(counts.acked + counts.failed)
     except Exception as exc:  # noqa: BLE001 - reported as one line; the counts stay exact
         error = f"worker {w}: {exc.__class__.__name__}: {exc}"
     finally:
         counts = backend.flush(opts.flush_timeout_s)
         backend.close()
-        counters[base : base + 5] = [counts.sent, counts.acked, counts.failed, invalid, late]
+        clock.answered(counts.acked + counts.failed)  # after the flush every record is answered: the last batches
+        counters.publish(w, counts.sent, counts.acked, counts.failed, invalid, late)
     if counts.failed and counts.first_error:
         error = error or f"worker {w}: {counts.failed} record(s) not acknowledged, first error: {counts.first_error}"
     return error
 
 
-def _child(opts, settings, w, counters, stop, errors) -> None:
+def _child(opts, settings, w, counters, stop, errors, metrics) -> None:
+    if metrics is not None:  # the parent's listening socket, inherited by the fork: only the parent serves it
+        metrics.close()
     errors.put((w, _worker(opts, settings, w, counters, stop, in_process=False)))
 
 
-def _progress_line(counters, workers: int, elapsed: float) -> str:
-    tot = [sum(counters[w * len(_FIELDS) + i] for w in range(workers)) for i in range(len(_FIELDS))]
-    rate = tot[1] / elapsed if elapsed > 0 else 0.0
-    return f"{elapsed:6.1f}s  {rate:10,.0f} ev/s acked  sent {tot[0]:,}  acked {tot[1]:,}  failed {tot[2]:,}"
+def _progress_line(counters: SharedCounters, elapsed: float) -> str:
+    t = counters.totals()
+    rate = t.acked / elapsed if elapsed > 0 else 0.0
+    return f"{elapsed:6.1f}s  {rate:10,.0f} ev/s acked  sent {t.sent:,}  acked {t.acked:,}  failed {t.failed:,}"
 
 
-def run(opts: RunOptions, settings: Settings) -> Summary:
-    """Run to the count, the duration, or Ctrl-C; always flushes and returns exact counts."""
-    counters = mp.Array("q", opts.workers * len(_FIELDS), lock=False)
+def run(opts: RunOptions, settings: Settings, metrics: MetricsServer | None = None) -> Summary:
+    """Run to the count, the duration, or Ctrl-C; always flushes and returns exact counts.
+
+    ``metrics``: a bound /metrics server, served from this process once the workers run (the caller closes it).
+    """
+    counters = SharedCounters(opts.workers)
     ctx = mp.get_context("fork")  # fork: children start in milliseconds and inherit the imports
     stop = ctx.Event()
     errors: list[str] = []
@@ -146,7 +162,7 @@ def run(opts: RunOptions, settings: Settings) -> Summary:
     tty = sys.stderr.isatty()
 
     def report(final: bool = False) -> None:
-        line = _progress_line(counters, opts.workers, time.monotonic() - t0)
+        line = _progress_line(counters, time.monotonic() - t0)
         sys.stderr.write(("\r" + line + ("\n" if final else "")) if tty else line + "\n")
         sys.stderr.flush()
 
@@ -170,6 +186,8 @@ def run(opts: RunOptions, settings: Settings) -> Summary:
     signal.signal(signal.SIGINT, on_sigint)
     try:
         if opts.workers == 1:
+            if metrics:
+                metrics.serve(counters, opts.delivery.topic, opts.backend)
             if ticker:
                 ticker.start()
             err = _worker(opts, settings, 0, counters, stop, in_process=True)
@@ -177,12 +195,14 @@ def run(opts: RunOptions, settings: Settings) -> Summary:
         else:
             queue = ctx.SimpleQueue()
             procs = [
-                ctx.Process(target=_child, args=(opts, settings, w, counters, stop, queue), daemon=True)
+                ctx.Process(target=_child, args=(opts, settings, w, counters, stop, queue, metrics), daemon=True)
                 for w in range(opts.workers)
             ]
             for p in procs:
                 p.start()
-            if ticker:  # started after the forks: no thread is copied into a child
+            if metrics:  # threads started after the forks: none is copied into a child
+                metrics.serve(counters, opts.delivery.topic, opts.backend)
+            if ticker:
                 ticker.start()
             for p in procs:
                 while p.is_alive():
@@ -200,8 +220,8 @@ def run(opts: RunOptions, settings: Settings) -> Summary:
             ticker.join()
             report(final=True)
 
-    tot = [sum(counters[w * len(_FIELDS) + i] for w in range(opts.workers)) for i in range(len(_FIELDS))]
-    summary = Summary(opts.backend, opts.delivery.topic, opts.workers, *tot)
+    t = counters.totals()
+    summary = Summary(opts.backend, opts.delivery.topic, opts.workers, t.sent, t.acked, t.failed, t.invalid, t.late)
     summary.elapsed_s = time.monotonic() - t0
     summary.interrupted = interrupted
     summary.errors = errors

@@ -12,7 +12,7 @@ from base.config import PROJECT_ROOT
 FLAGS = ("--rate", "--count", "--duration", "--workers", "--users", "--seed", "--start-time", "--sim-rate",
          "--zipf", "--jitter-ms", "--late-fraction", "--max-lateness", "--invalid-fraction", "--topic",
          "--partitions", "--backend", "--linger-ms", "--batch-bytes", "--compression", "--delivery-timeout",
-         "--summary-json", "--quiet")  # fmt: skip
+         "--summary-json", "--quiet", "--metrics-port", "--metrics-host", "--metrics-linger")  # fmt: skip
 
 
 def _cli(*args: str, module: str = "pipeline") -> subprocess.CompletedProcess:
@@ -53,10 +53,27 @@ def _assert_one_line_error(result: subprocess.CompletedProcess, *needles: str) -
         (("--late-fraction", "0.1"), "--max-lateness"),
         (("--topic", "bad topic!"), "--topic"),
         (("--topic", "x" * 250), "--topic"),
+        (("--metrics-port", "70000"), "--metrics-port"),
+        (("--metrics-port", "0"), "--metrics-port"),
+        (("--metrics-port", "http"), "--metrics-port"),
+        (("--metrics-linger", "5"), "--metrics-port"),
+        (("--metrics-port", "9464", "--metrics-host", "192.0.2.1"), "--metrics-host"),  # TEST-NET: not this machine
     ],
 )
 def test_bad_flag_is_one_line_and_nonzero(args: tuple[str, ...], needle: str) -> None:
     _assert_one_line_error(_cli("produce", "--count", "1", *args), needle)
+
+
+def test_metrics_port_in_use_is_one_line_before_anything_is_sent() -> None:
+    """The port is bound first: with no broker reachable either, the error is about the port."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        result = _cli("--kafka-bootstrap", "127.0.0.1:1", "produce", "--count", "10", "--metrics-port", port)
+    _assert_one_line_error(result, "--metrics-port", port, "in use")
 
 
 def test_unreachable_broker_is_one_line_and_nonzero() -> None:
