@@ -36,6 +36,7 @@ class Variable:
     help: str
     default: object = None  # a value, or a callable of the fields read so far (derived defaults)
     secret: bool = False
+    integer: bool = False  # a whole number although unset by default (an int default implies it)
 
 
 # Every variable, declared once: from_env, to_env, describe and `pipeline --help` all read this table.
@@ -69,6 +70,10 @@ SETTINGS_VARIABLES: tuple[Variable, ...] = (
     Variable("FLINK_PROPERTIES", "flink_properties", "Flink options, one 'key: value' per line, for the daemons "
              "of `pipeline flink-daemon` and the `flink run` client of `pipeline job --submit` (as in Flink's own "
              "images; default: none)"),
+    Variable("FLINK_METRICS_PORT", "flink_metrics_port", "Flink's Prometheus endpoint on 127.0.0.1, /metrics: the "
+             "port of the local mini-cluster (`pipeline job`, ./run.sh; flag --metrics-port), and the first of the "
+             "local standalone cluster's range, one port each for the JobManager and its TaskManagers (default: "
+             "unset, no reporter; under `flink run` the cluster's own config decides)", integer=True),
     Variable("JARS_DIR", "jars_dir", "the JVM jars: flink/ (connectors), format/ (the job's value format), kafka/ "
              "(default: .cache/jars in a source checkout, fetched by scripts/setup.sh; $DATA_DIR/jars for an "
              "installed package)", lambda read: _default_jars_dir(read["data_dir"])),
@@ -140,6 +145,7 @@ class Settings:
     kafka_ssl_ca_location: str | None = None
     log_level: str = "info"
     log_format: str = "text"
+    flink_metrics_port: int | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -161,7 +167,7 @@ class Settings:
                 raw = _raw_value(env, var.env)
                 if raw is None:
                     read[var.field] = default
-                elif isinstance(default, int):
+                elif isinstance(default, int) or var.integer:
                     read[var.field] = _int(var.env, raw)
                 else:
                     read[var.field] = raw
@@ -198,6 +204,9 @@ class Settings:
             raise UserError(f"S3_ENDPOINT: '{self.s3_endpoint}' must be an http(s):// URL")
         if self.kafka_partitions < 1 or self.kafka_replication < 1:
             raise UserError("KAFKA_PARTITIONS and KAFKA_REPLICATION must be at least 1")
+        if self.flink_metrics_port is not None and not 1 <= self.flink_metrics_port <= 65_000:
+            raise UserError(f"FLINK_METRICS_PORT: {self.flink_metrics_port} is not a port of 1..65000 (a range "
+                            "starts there)")
         logs.check(self.log_level, self.log_format)
 
     def kafka_client_config(self) -> dict[str, str]:
@@ -308,7 +317,8 @@ class Settings:
             if value is None:
                 shown = {"clickhouse_url": f"(unset: embedded {self.clickhouse_dsn})",
                          "flink_rest_url": f"(unset: the local cluster, {self.flink_rest})",
-                         "kafka_security_protocol": "(unset: PLAINTEXT)"}.get(var.field, "(unset)")
+                         "kafka_security_protocol": "(unset: PLAINTEXT)",
+                         "flink_metrics_port": "(unset: no Flink metrics reporter)"}.get(var.field, "(unset)")
             elif var.secret:
                 shown = "*" * 8
             elif var.field == "clickhouse_url":

@@ -10,6 +10,7 @@ import argparse
 import re
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from base.config import Settings, under_flink_run
@@ -55,6 +56,9 @@ def add_job_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--flink-conf", action="append", default=[], metavar="KEY=VALUE",
                    help="a Flink option for this job, over the project's defaults (repeatable), e.g. "
                         "rest.port=8082 or state.backend.rocksdb.timer-service.factory=HEAP")
+    p.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
+                   help="serve the mini-cluster's metrics in the Prometheus format on http://127.0.0.1:PORT/metrics "
+                        "(default: FLINK_METRICS_PORT, else none; a cluster's reporter is in its own config)")
     p.add_argument("--explain", action="store_true", help="print the execution plan instead of running")
     p.add_argument("--submit", action="store_true",
                    help="submit with `flink run` to the cluster at FLINK_REST_URL (the local one of `pipeline "
@@ -113,6 +117,12 @@ def run_job(args: argparse.Namespace, settings: Settings) -> int:
     from flink_job import pipeline, preflight
 
     job = job_config(args)
+    if args.metrics_port is not None:
+        if args.submit or args.stop or args.check_running or under_flink_run():
+            raise UserError("--metrics-port is for the local mini-cluster: a cluster's reporter is in its own "
+                            "config (FLINK_PROPERTIES, or `flink-cluster start` with FLINK_METRICS_PORT)")
+        settings = replace(settings, flink_metrics_port=args.metrics_port)
+        settings.validate()
     if args.watch is not None and not args.submit:
         raise UserError("--watch needs --submit")
     if args.stop:

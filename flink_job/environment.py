@@ -9,6 +9,9 @@ Two kinds of option:
   key; a flag given to the job itself (``--parallelism``, ``--checkpoint-interval``, ``--state-backend``,
   ``--flink-conf``) wins over both. In the local mini-cluster the defaults apply (its config.yaml is the wheel's
   template, not a cluster's).
+- **The mini-cluster's Prometheus reporter** (FLINK_METRICS_PORT or ``--metrics-port``): given with the job's
+  configuration, from which the mini-cluster and its metric registry are created. Under ``flink run`` the job adds
+  none: reporters are the cluster's (its config.yaml, FLINK_PROPERTIES in compose).
 
 Memory on this 2-core, 24 GiB box (see local_services/flink_cluster.py for the standalone cluster): one
 TaskManager of 8 GiB process memory with 2 slots; 40 % of Flink memory is managed memory, which RocksDB uses
@@ -26,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from base.config import Settings
 from flink_job import checkpoints
+from local_services.flink_runtime import prometheus_reporter_options
 
 if TYPE_CHECKING:
     from flink_job.job_config import JobConfig
@@ -71,9 +75,13 @@ def job_options(settings: Settings, job: JobConfig, configured: Mapping[str, str
                 if explicit.get(key) is None and not (under_cluster and key in configured)}
     tunables.update({key: value for key, value in explicit.items() if value is not None})
     restore = {"execution.state-recovery.path": job.restore_from} if job.restore_from else {}
+    # The mini-cluster's reporter (FLINK_METRICS_PORT, --metrics-port); a cluster's is in the cluster's own config.
+    metrics = ({} if under_cluster or settings.flink_metrics_port is None
+               else prometheus_reporter_options(settings, str(settings.flink_metrics_port)))
     return {
         **tunables,
         **restore,
+        **metrics,
         "pipeline.name": job.job_name,
         # All date/hour derivation and window bounds in UTC, whatever the machine's zone.
         "table.local-time-zone": "UTC",

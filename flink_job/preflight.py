@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlparse
 
-from base.config import Settings
+from base.config import Settings, under_flink_run
 from base.errors import UserError
 from flink_job.job_config import JobConfig
 from local_services.flink_runtime import connector_jars
@@ -20,6 +20,17 @@ def check(settings: Settings, job: JobConfig) -> None:
     connector_jars(settings)
     check_kafka(settings, (job.source_topic, *job.aggregate_topics))
     check_warehouse(settings)
+    check_metrics_port(settings)
+
+
+def check_metrics_port(settings: Settings) -> None:
+    """The mini-cluster's metrics port is free (a reporter that cannot bind only logs it, and serves nothing)."""
+    from local_services.flink_runtime import prometheus_reporter_options
+    from local_services.process import require_port_free
+
+    if settings.flink_metrics_port is not None and not under_flink_run():
+        prometheus_reporter_options(settings, str(settings.flink_metrics_port))  # the plugin is there
+        require_port_free("flink metrics (FLINK_METRICS_PORT, --metrics-port)", settings.flink_metrics_port)
 
 
 def check_kafka(settings: Settings, topics: tuple[str, ...]) -> None:

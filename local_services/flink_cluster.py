@@ -35,6 +35,7 @@ import yaml
 
 from base.config import PROJECT_ROOT, Settings
 from base.errors import UserError
+from local_services.flink_runtime import plugins_env, prometheus_reporter_options
 from local_services.process import ManagedProcess, port_open, require_java, require_port_free, wait_until
 
 
@@ -195,8 +196,13 @@ def daemon_healthy(settings: Settings, role: str, resource_id: str | None = None
 
 
 def local_properties(settings: Settings, taskmanagers: int) -> dict[str, str]:
-    """The local cluster's FLINK_PROPERTIES: loopback only, its ports, memory for this box, data under DATA_DIR."""
+    """The local cluster's FLINK_PROPERTIES: loopback only, its ports, memory for this box, data under DATA_DIR; with
+    FLINK_METRICS_PORT the Prometheus reporter on 127.0.0.1, where the JobManager and each TaskManager take the first
+    free port of FLINK_METRICS_PORT..+taskmanagers."""
+    port = settings.flink_metrics_port
+    metrics = {} if port is None else prometheus_reporter_options(settings, f"{port}-{port + taskmanagers}")
     return {
+        **metrics,
         "jobmanager.rpc.address": "127.0.0.1",
         "jobmanager.bind-host": "127.0.0.1",
         "taskmanager.bind-host": "127.0.0.1",
@@ -308,6 +314,7 @@ def start(settings: Settings, taskmanagers: int = 1, timeout: float = 90.0,
 def _local_env(settings: Settings, taskmanagers: int, options: dict[str, str] | None = None) -> dict[str, str]:
     local = replace(settings, flink_rest_url=None)  # the local cluster is always the one on FLINK_REST_PORT
     env = {**os.environ, **local.to_env()}  # the whole environment passed on, the settings on top
+    env.update(plugins_env(settings))  # the loopback reporter's plugin (compose's image keeps the wheel's plugins)
     properties = {**local_properties(settings, taskmanagers), **(options or {})}
     env["FLINK_PROPERTIES"] = yaml.safe_dump(properties, default_flow_style=False)
     return env
