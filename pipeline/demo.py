@@ -130,6 +130,9 @@ class Demo:
         self.summary_path = settings.data_dir / "demo" / "producer-summary.json"
         self.started_at = time.monotonic()
         self.speedup = args.speedup or (150.0 if args.duration else 1.0)
+        if self.speedup != 1.0 and not args.duration:
+            raise UserError("--speedup needs --duration: simulated time ends at now when the run ends, and without "
+                            "an end it would run ahead of the wall clock")
 
     def say(self, line: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {line}", flush=True)
@@ -186,9 +189,12 @@ class Demo:
         if self.args.duration:
             argv += ["--duration", str(self.args.duration)]
         if speedup != 1.0:
-            # Simulated time ends at "now" when the bounded run ends, so freshness stays meaningful.
-            span_ms = int((self.args.duration or 0) * speedup * 1000)
-            start_ms = int(time.time() * 1000) - span_ms + int((self.args.duration or 0) * 1000)
+            # Simulated time ends at "now" when the bounded run ends: it never runs ahead of the wall clock (the
+            # records' Kafka time is the simulated one, and Kafka and the job refuse times far in the future).
+            from producer.generator import start_for
+
+            end_ms = int((time.time() + self.args.duration) * 1000)
+            start_ms = start_for(end_ms, int(self.args.rate * self.args.duration), self.args.rate / speedup)
             argv += ["--sim-rate", str(self.args.rate / speedup), "--start-time", str(start_ms)]
         # the whole environment passed on (no variable read here), the settings on top
         pid = self.producer.start(argv, env={**os.environ, **self.settings.to_env()}, cwd=PROJECT_ROOT)

@@ -77,7 +77,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"simulated users/devices, ids 1..N (default: {MAX_USERS:,})")
     g.add_argument("--seed", type=_number(int, 0), help="make the run reproducible (with --start-time)")
     g.add_argument("--start-time", type=_start_time, metavar="TIME",
-                   help="simulated time of the first event: epoch ms or ISO-8601 (default: now)")
+                   help="simulated time of the first event: epoch ms or ISO-8601 (default: now). With it (or "
+                        "--sim-rate) time is simulated and each record's Kafka timestamp is the simulated moment "
+                        "it was sent, as a replay of that history carries it; Kafka deletes records older than the "
+                        "topic's retention (7 days by default)")
     g.add_argument("--sim-rate", type=_number(float, 0.001, what=" (events per simulated second)"),
                    metavar="EV_PER_SIM_S",
                    help="average events per simulated second; the simulated clock runs faster at night "
@@ -169,6 +172,7 @@ def _produce(args: argparse.Namespace, settings: Settings, metrics: MetricsServe
             batch_bytes=args.batch_bytes,
             compression=args.compression,
             delivery_timeout_ms=int(args.delivery_timeout * 1000),
+            simulated_time=args.start_time is not None or args.sim_rate is not None,
         ),
         simulation=SimulationConfig(
             users=args.users,

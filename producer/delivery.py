@@ -10,6 +10,7 @@ unacknowledged counts as failed. So at the end sent == acked + failed, exactly.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections import deque
 from dataclasses import dataclass
@@ -30,6 +31,10 @@ class DeliveryOptions:
     batch_bytes: int = 1_000_000
     compression: str = "none"
     delivery_timeout_ms: int = 120_000
+    # Simulated time (--start-time, --sim-rate): each record's Kafka timestamp is the simulated moment its batch was
+    # sent, as a replay of that history would carry it, so the job's event-time bounds (relative to the Kafka time)
+    # hold for a sped-up or past simulation as for the real stream. False: the client stamps the wall clock.
+    simulated_time: bool = False
 
 
 @dataclass
@@ -72,6 +77,7 @@ class ConfluentBackend:
         from confluent_kafka import Producer
 
         self.topic = options.topic
+        self.simulated_time = options.simulated_time
         self.counts = DeliveryCounts()
         self._producer = Producer(
             {
@@ -109,16 +115,18 @@ class ConfluentBackend:
     def send(self, batch: EncodedBatch) -> None:
         values, keys = batch.records()
         produce, topic, poll = self._producer.produce, self.topic, self._producer.poll
+        # 0: librdkafka stamps the wall clock
+        stamps = batch.sent_ms.tolist() if self.simulated_time else itertools.repeat(0, len(values))
         done = 0
         try:
-            for value, key in zip(values, keys, strict=True):
+            for value, key, stamp in zip(values, keys, stamps, strict=False):
                 try:
-                    produce(topic, value, key)
+                    produce(topic, value, key, timestamp=stamp)
                 except BufferError:  # local queue full: let librdkafka drain, then retry
                     while True:
                         poll(0.05)
                         try:
-                            produce(topic, value, key)
+                            produce(topic, value, key, timestamp=stamp)
                             break
                         except BufferError:
                             continue
@@ -160,6 +168,7 @@ class KafkaPythonBackend:
         from kafka.errors import KafkaError, KafkaTimeoutError
 
         self.topic = options.topic
+        self.simulated_time = options.simulated_time
         self.counts = DeliveryCounts()
         self._pending: deque[list] = deque()
         self._done_in_head = 0
@@ -187,11 +196,13 @@ class KafkaPythonBackend:
         # Same partitions as kafka-python's murmur2 partitioner would pick, computed for the whole batch.
         partitions = partitions_for_user_ids(batch.user_id, self._partitions).tolist()
         send, topic = self._producer.send, self.topic
+        # None: the client stamps the wall clock
+        stamps = batch.sent_ms.tolist() if self.simulated_time else itertools.repeat(None, len(values))
         futures = []
         try:
-            for value, key, partition in zip(values, keys, partitions, strict=True):
+            for value, key, partition, stamp in zip(values, keys, partitions, stamps, strict=False):
                 try:
-                    futures.append(send(topic, value=value, key=key, partition=partition))
+                    futures.append(send(topic, value=value, key=key, partition=partition, timestamp_ms=stamp))
                 except Exception as exc:  # rejected before queuing (buffer timeout, too large ...)
                     self.counts.failed += 1
                     self.counts.first_error = self.counts.first_error or str(exc)

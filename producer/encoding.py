@@ -39,6 +39,7 @@ class EncodedBatch:
     broken: dict[int, bytes]  # position -> malformed record that replaces the valid one
     user_id: np.ndarray  # the record keys as integers (for vectorised partitioning)
     late: int = 0
+    sent_ms: np.ndarray | None = None  # when each record was sent on the simulated clock (its Kafka time then)
 
     @property
     def invalid(self) -> int:
@@ -201,4 +202,4 @@ def encode(batch: EventBatch) -> EncodedBatch:
 
         records = break_records(values, batch.invalid, batch.invalid_kind)
         broken = dict(zip(batch.invalid.tolist(), records, strict=True))
-    return EncodedBatch(values, keys, broken, batch.user_id, late=batch.late)
+    return EncodedBatch(values, keys, broken, batch.user_id, late=batch.late, sent_ms=batch.sent_ms)

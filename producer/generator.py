@@ -57,6 +57,9 @@ class EventBatch:
     invalid: np.ndarray  # int64 positions of records to break
     invalid_kind: np.ndarray  # index into malformed.KINDS per broken record
     late: int  # how many records were pushed back in time on purpose
+    # int64: when each event was sent on the simulated clock (before jitter and lateness: a late event is sent now
+    # and stamped earlier)
+    sent_ms: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.user_id)
@@ -66,6 +69,28 @@ def diurnal_factor(ms: float) -> float:
     """Relative activity at a UTC instant: peaks at 19:00 and bottoms out at 07:00 (ratio ~3.4); mean 1."""
     hour = (ms / 3_600_000.0) % 24.0
     return 1.0 + 0.55 * math.cos(2.0 * math.pi * (hour - 19.0) / 24.0)
+
+
+def _activity_integral(ms: float) -> float:
+    """Events per unit of pace from the epoch to ``ms``: the integral of diurnal_factor, in seconds."""
+    seconds, period = ms / 1000.0, 86_400.0
+    return seconds + 0.55 * period / (2.0 * math.pi) * math.sin(2.0 * math.pi * (seconds / 3600.0 - 19.0) / 24.0)
+
+
+def start_for(end_ms: int, events: int, events_per_sim_second: float) -> int:
+    """The simulated start from which ``events`` at this average pace, following the diurnal curve, end at
+    ``end_ms``: a simulation of a given length ends when asked (the clock runs faster through quiet hours, so a start
+    computed at the average pace would run past the end)."""
+    need = events / events_per_sim_second
+    target = _activity_integral(end_ms) - need
+    low, high = end_ms - need * 1000.0 / 0.45 - 1.0, float(end_ms)  # the curve's activity is at least 0.45
+    for _ in range(100):  # bisection: the integral grows monotonically with time
+        mid = (low + high) / 2.0
+        if _activity_integral(mid) < target:
+            low = mid
+        else:
+            high = mid
+    return int(high)
 
 
 def zipf_ranks(rng: np.random.Generator, n: int, support: int, exponent: float) -> np.ndarray:
@@ -128,6 +153,7 @@ class EventGenerator:
         span_ms = 1000.0 * n / (self._pace * activity)
         ts = self._clock_ms + (np.arange(n, dtype=np.float64) + 0.5) * (span_ms / n)
         self._clock_ms += span_ms
+        sent_ms = np.ceil(ts).astype(np.int64)
         if cfg.jitter_ms > 0:
             ts += rng.uniform(-cfg.jitter_ms, cfg.jitter_ms, n)
         timestamp = ts.astype(np.int64)
@@ -152,5 +178,6 @@ class EventGenerator:
         kinds = rng.integers(0, INVALID_KINDS, invalid_count)
         self.position += n
         return EventBatch(
-            event_id, user_id, action.astype(np.int16), timestamp, session, duration_ms, invalid, kinds, late
+            event_id, user_id, action.astype(np.int16), timestamp, session, duration_ms, invalid, kinds, late,
+            sent_ms,
         )

@@ -6,6 +6,7 @@ import json
 import re
 from collections import Counter, defaultdict
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
@@ -203,3 +204,19 @@ def test_real_time_pace_keeps_event_time_on_the_wall_clock() -> None:
     assert abs((ts.max() - evening) - 60_000) < 5  # 60,000 events = 60 s of event time
     _, _, diurnal = _columns(replace(config, diurnal_pace=True), 60_000)
     assert diurnal.max() - evening < 40_000  # the simulated clock runs slow at the evening peak
+
+
+@pytest.mark.parametrize("end_hour", [3, 7, 13, 19])
+def test_a_simulation_started_at_start_for_ends_when_asked_through_quiet_and_busy_hours(end_hour: int) -> None:
+    """The demo's 50-hour history at 300x: started where start_for says, the diurnal clock ends at the asked end
+    (not hours past it, which Kafka and the job would refuse as the future)."""
+    from producer.generator import start_for
+
+    end = int(datetime(2026, 3, 2, end_hour, tzinfo=UTC).timestamp() * 1000)
+    rate, events = 1000 / 300, 600_000
+    gen = EventGenerator(SimulationConfig(seed=12, start_ms=start_for(end, events, rate), events_per_sim_second=rate))
+    last = 0
+    for _ in range(events // 2_000):
+        last = int(gen.next_batch(2_000).sent_ms.max())
+    span = end - start_for(end, events, rate)
+    assert abs(last - end) < 0.01 * span, (last - end) / 3_600_000

@@ -87,6 +87,35 @@ def test_every_record_is_acknowledged_and_read_back(
     assert all(b - a >= -100 for ts in by_user.values() for a, b in zip(ts, ts[1:], strict=False))
 
 
+@pytest.mark.parametrize("backend", ["confluent", "kafka-python"])
+def test_simulated_time_is_the_kafka_time_and_real_time_is_the_wall_clock(
+    services: Settings, unique_name: str, backend: str
+) -> None:
+    """A simulation two days ago, faster than real time: every record's Kafka timestamp is the simulated moment it
+    was sent, so no valid event is 10 min ahead of or 48 h behind its Kafka time (the job's bounds) however fast the
+    simulation runs. In real time the client stamps the wall clock."""
+    start_ms = int(time.time() * 1000) - 2 * 86_400_000
+    count = 6_000
+    result = _produce(services, "--backend", backend, "--topic", unique_name, "--count", str(count), "--seed", "3",
+                      "--start-time", str(start_ms), "--sim-rate", "10")  # about 600 simulated seconds
+    assert result.returncode == 0, result.stderr + result.stdout
+    records = _consume_all(services, unique_name, count)
+    assert len(records) == count
+    gaps = [m.timestamp()[1] - json.loads(m.value())["timestamp"] for m in records]
+    kafka_times = [m.timestamp()[1] for m in records]
+    # the simulated span (about 10 minutes: the diurnal pace makes it longer at night), not the wall clock
+    assert start_ms <= min(kafka_times) and max(kafka_times) <= start_ms + 1_800_000
+    assert len(set(kafka_times)) > count // 2  # each record its own moment
+    assert -51 <= min(gaps) and max(gaps) <= 51, (min(gaps), max(gaps))  # the event time's +-50 ms jitter
+
+    before = int(time.time() * 1000)
+    result = _produce(services, "--backend", backend, "--topic", f"{unique_name}_rt", "--count", "200",
+                      "--rate", "1000")
+    assert result.returncode == 0, result.stderr + result.stdout
+    after = int(time.time() * 1000)
+    assert all(before <= m.timestamp()[1] <= after for m in _consume_all(services, f"{unique_name}_rt", 200))
+
+
 def _wait_for_records(settings: Settings, topic: str, n: int, proc: subprocess.Popen, timeout: float = 120) -> None:
     from local_services import kafka
 
