@@ -1,7 +1,7 @@
 """Where the Flink job's time goes: catch-up throughput and CPU per event, rung by rung, in one run.
 
     .venv/bin/python scripts/bench_flink.py [--events 5000000] [--users zipf|uniform] [--parallelism 2]
-        [--rungs blackhole,floor,lake,job,job-p1] [--conf KEY=VALUE ...] [--keep]
+        [--rungs blackhole,floor,lake,job,job-p1] [--conf KEY=VALUE ...] [--metrics [PAIRS]] [--keep]
 
 Fills a fresh topic (6 partitions) with N events from the producer's own generator (Zipf users and action
 weights as in production, or --users uniform: every event a cold key, the worst case for window state), 6 hours
@@ -14,7 +14,11 @@ of event time, 0.1 % malformed. Then runs each rung in its own JVM, bounded to t
   job-p1     the whole job at parallelism 1 (the scaling ratio against `job`): on 2 cores its five pipelined
              operator chains already keep both cores busy, so this ratio is bounded by the box, not the job;
   job-p1-1cpu  the same, its JVM pinned to one CPU: the job's scaling per core (one slot on one core against
-             two slots on two).
+             two slots on two);
+  job-metrics  the whole job with Flink's Prometheus reporter on (the loopback one of FLINK_METRICS_PORT), its
+             endpoint scraped every --scrape-interval seconds as a Prometheus server would. --metrics [PAIRS] runs
+             PAIRS pairs of job / job-metrics (default 1; in ABBA order, so neither side always runs second on a warmer
+             page cache) and prints the metrics' cost side by side: CPU per event and events/s, off, on, on / off.
 For each rung: events/s end to end (submission to finish, start-up included) and in steady state (from the
 records the lake writer has taken, sampled every 2 s through the mini-cluster's REST API, after the first 60 s),
 JVM CPU per event over the whole run and in steady state, CPU per operator chain (Java's per-thread CPU, so each
@@ -52,7 +56,8 @@ SPAN_S = 6 * 3600
 # event time within bounds of the Kafka time: 48 h behind by default).
 KAFKA_TIME = T0 + SPAN_S * 1000
 STEADY_AFTER_S = 60.0
-RUNGS = ("blackhole", "floor", "lake", "job", "job-p1", "job-p1-1cpu")
+RUNGS = ("blackhole", "floor", "lake", "job", "job-p1", "job-p1-1cpu", "job-metrics")
+SCRAPE_INTERVAL_S = 15.0  # Prometheus's default scrape_interval
 
 
 def fill(settings: Settings, topic: str, n: int, users: str, partitions: int = 6) -> float:
@@ -204,14 +209,45 @@ def _chain_label(thread_name: str) -> str:
     return re.sub(r"\d+", "#", name)[:48]
 
 
-def run_one(kind: str, settings: Settings, job: JobConfig, extra: dict[str, str]) -> dict:
-    """One measured rung in this process (a child, so each rung has its own JVM)."""
+class Scraper:
+    """What a Prometheus server does to the job with the reporter on: GET /metrics every ``interval`` seconds (its
+    cost in the JVM is part of the reporter's); keeps the count of scrapes and the size of the largest one (a
+    bounded job's finished tasks leave the registry, so the last one is smaller)."""
+
+    def __init__(self, port: int, interval: float) -> None:
+        self.url, self.interval = f"http://127.0.0.1:{port}/metrics", interval
+        self.scrapes, self.series, self.bytes = 0, 0, 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop.wait(self.interval):
+            try:
+                with urllib.request.urlopen(self.url, timeout=10) as resp:
+                    body = resp.read()
+            except OSError:
+                continue
+            self.scrapes += 1
+            self.bytes = max(self.bytes, len(body))
+            self.series = max(self.series, sum(1 for line in body.splitlines() if line and not line.startswith(b"#")))
+
+    def result(self) -> dict[str, int]:
+        self.stop.set()
+        return {"scrapes": self.scrapes, "series": self.series, "bytes": self.bytes}
+
+
+def run_one(kind: str, settings: Settings, job: JobConfig, extra: dict[str, str],
+            scrape_interval: float = SCRAPE_INTERVAL_S) -> dict:
+    """One measured rung in this process (a child, so each rung has its own JVM). With settings.flink_metrics_port
+    the job's own options add the Prometheus reporter (flink_job/environment.py), scraped as Prometheus would."""
     port = _free_port()
     statement_set = statement_set_for(kind, settings, job, {
         **extra, "rest.port": str(port), "rest.address": "127.0.0.1", "metrics.fetcher.update-interval": "2000"})
     sampler = Sampler(port)
     start = time.monotonic()
     result = statement_set.execute()
+    scraper = Scraper(settings.flink_metrics_port, scrape_interval) if settings.flink_metrics_port else None
     done = threading.Event()
     waiter = threading.Thread(target=lambda: (result.wait(), done.set()), daemon=True)
     waiter.start()
@@ -219,7 +255,8 @@ def run_one(kind: str, settings: Settings, job: JobConfig, extra: dict[str, str]
         sampler.sample(time.monotonic() - start)
     seconds = time.monotonic() - start
     return {"seconds": seconds, "peak_rss_mb": _peak_rss_mb(sampler.jvm), "cpu_seconds": _cpu_seconds(sampler.jvm),
-            "cpu_by_chain": sampler.by_chain(), "steady": sampler.steady()}
+            "cpu_by_chain": sampler.by_chain(), "steady": sampler.steady(),
+            "scraped": scraper.result() if scraper else None}
 
 
 def _java_child() -> Path | None:
@@ -249,12 +286,15 @@ def _cpu_seconds(jvm: Path | None) -> float:
     return cpu_seconds(int(jvm.name)) if jvm is not None else 0.0
 
 
-def child(kind: str, settings: Settings, job: JobConfig, conf: list[str], one_cpu: bool = False) -> dict:
+def child(kind: str, settings: Settings, job: JobConfig, conf: list[str], one_cpu: bool = False,
+          metrics: bool = False, scrape_interval: float = SCRAPE_INTERVAL_S) -> dict:
     cmd = ["taskset", "-c", "0"] if one_cpu else []
     cmd += [sys.executable, __file__, "--child", kind, "--topic", job.source_topic, "--parallelism",
            str(job.parallelism), "--warehouse", settings.paimon_warehouse, "--state-backend", job.state_backend]
     for c in conf:
         cmd += ["--conf", c]
+    if metrics:
+        cmd += ["--child-metrics", "--scrape-interval", str(scrape_interval)]
     out = subprocess.run(cmd, capture_output=True, text=True)
     lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
     if out.returncode != 0 or not lines:
@@ -296,11 +336,48 @@ def report(name: str, run: dict, events: int, floor_rate: float | None, files: t
     if floor_rate:
         line += f"; x{(steady['events_per_s'] if steady else rate) / floor_rate:.2f} of the floor"
     line += f"; peak JVM {run['peak_rss_mb']:,.0f} MiB"
+    if run.get("scraped"):
+        line += (f"; scraped {run['scraped']['scrapes']}x, up to {run['scraped']['series']:,} series "
+                 f"({run['scraped']['bytes'] / 1024:,.0f} KiB)")
     if files:
         line += f"; {files[0]} Paimon files, avg {files[1] / 1e6:.2f} MB"
     print(line)
     chains = [(label, sec * 1e6 / events) for label, sec in run["cpu_by_chain"].items()]
     print("         CPU by chain (us/event): " + ", ".join(f"{label} {us:,.1f}" for label, us in chains if us >= 0.5))
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def metrics_cost(runs: dict[str, list[dict]], events: int, scrape_interval: float) -> None:
+    """The reporter's cost: the job with it off and on, side by side, means over the pairs run."""
+    off, on = runs["job"], runs["job-metrics"]
+
+    def figures(group: list[dict]) -> dict[str, float | None]:
+        steady = [r["steady"] for r in group if r["steady"]]
+        both = len(steady) == len(group)
+        return {
+            "CPU us/event, steady": _mean([s["cpu_us"] for s in steady]) if both else None,
+            "CPU us/event, end to end": _mean([r["cpu_seconds"] * 1e6 / events for r in group]),
+            "events/s, steady": _mean([s["events_per_s"] for s in steady]) if both else None,
+            "events/s, end to end": _mean([events / r["seconds"] for r in group]),
+        }
+
+    a, b = figures(off), figures(on)
+    print(f"\nmetrics cost: the job with Flink's Prometheus reporter off / on, {len(off)} pair(s) in ABBA order, on "
+          f"scraped every {scrape_interval:g} s; load average {os.getloadavg()[0]:.2f}")
+    print(f"  {'':<26} {'off':>10} {'on':>10} {'on / off':>9}")
+    for name in a:
+        if a[name] is None or b[name] is None:
+            print(f"  {name:<26} {'-':>10} {'-':>10} {'-':>9}  (no steady state: run more events)")
+            continue
+        print(f"  {name:<26} {a[name]:>10,.1f} {b[name]:>10,.1f} {b[name] / a[name]:>9.3f}")
+    cpu = "CPU us/event, steady" if a["CPU us/event, steady"] and b["CPU us/event, steady"] else \
+        "CPU us/event, end to end"
+    ratio = b[cpu] / a[cpu]
+    print(f"  target: {cpu} with the reporter on within 3 % of off: {ratio:.3f} "
+          f"{'ok' if ratio <= 1.03 else 'over'} (single pairs on a busy box vary by more than 3 %: compare pairs)")
 
 
 def main() -> int:
@@ -313,21 +390,34 @@ def main() -> int:
     p.add_argument("--rungs", default=",".join(RUNGS), help=f"comma-separated, of {', '.join(RUNGS)}")
     p.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
                    help="a Flink option for the job rungs (repeatable), to measure a variant")
+    p.add_argument("--metrics", type=int, nargs="?", const=1, default=0, metavar="PAIRS",
+                   help="also run PAIRS pairs (default 1) of the job with Flink's Prometheus reporter off and on, "
+                        "and print its cost side by side (CPU per event, events/s, on / off)")
+    p.add_argument("--scrape-interval", type=float, default=SCRAPE_INTERVAL_S, metavar="S",
+                   help=f"with the reporter on, GET /metrics every S seconds (default {SCRAPE_INTERVAL_S:g})")
     p.add_argument("--keep", action="store_true", help="keep the bench topics and warehouse (default: delete them)")
     p.add_argument("--child", choices=["job", "lake", "floor", "blackhole"], help=argparse.SUPPRESS)
     p.add_argument("--topic", help=argparse.SUPPRESS)
     p.add_argument("--warehouse", help=argparse.SUPPRESS)
+    p.add_argument("--child-metrics", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     settings = Settings.from_env()
     extra = _conf(args.conf)
     if args.child:
-        settings = replace(settings, paimon_warehouse=args.warehouse)
+        # The reporter only where this benchmark asks for it, whatever FLINK_METRICS_PORT says.
+        settings = replace(settings, paimon_warehouse=args.warehouse,
+                           flink_metrics_port=_free_port() if args.child_metrics else None)
         job = job_for(args.topic, args.parallelism, args.state_backend)
-        print(json.dumps(run_one(args.child, settings, job, extra if args.child in ("job", "lake") else {})))
+        print(json.dumps(run_one(args.child, settings, job, extra if args.child in ("job", "lake") else {},
+                                 args.scrape_interval)))
         return 0
     rungs = [r.strip() for r in args.rungs.split(",") if r.strip()]
     if unknown := [r for r in rungs if r not in RUNGS]:
         p.error(f"unknown rung(s) {', '.join(unknown)}; choose from {', '.join(RUNGS)}")
+    if args.metrics:
+        rungs = [r for r in rungs if r not in ("job", "job-metrics")]
+        for pair in range(args.metrics):
+            rungs += ["job", "job-metrics"] if pair % 2 == 0 else ["job-metrics", "job"]
 
     from local_services import kafka, manage
 
@@ -337,20 +427,25 @@ def main() -> int:
     kafka.ensure_topics(settings, {t: 6 for t in job.aggregate_topics})
     warehouse = settings.data_dir / "bench" / topic
     warehouse.mkdir(parents=True)
-    results: dict[str, tuple[dict, tuple[int, float] | None]] = {}
+    results: dict[str, list[tuple[dict, tuple[int, float] | None]]] = {}
     try:
         fill_s = fill(settings, topic, args.events, args.users)
         print(f"filled {topic} with {args.events:,} events ({args.users} users) in {fill_s:.0f} s; "
               f"load average before the runs {os.getloadavg()[0]:.2f}", flush=True)
-        for rung in rungs:
-            kind, parallelism = ("job", 1) if rung.startswith("job-p1") else (rung, args.parallelism)
-            wh = warehouse / rung
+        for n, rung in enumerate(rungs):
+            kind = "job" if rung.startswith("job") else rung
+            parallelism = 1 if rung.startswith("job-p1") else args.parallelism
+            wh = warehouse / f"{n}-{rung}"
             rung_settings = replace(settings, paimon_warehouse=wh.as_uri())
             run = child(kind, rung_settings, replace(job, parallelism=parallelism), args.conf,
-                        one_cpu=rung == "job-p1-1cpu")
-            results[rung] = (run, paimon_files(wh) if kind != "blackhole" else None)
-            report(rung, run, args.events, None, results[rung][1])
+                        one_cpu=rung == "job-p1-1cpu", metrics=rung == "job-metrics",
+                        scrape_interval=args.scrape_interval)
+            files = paimon_files(wh) if kind != "blackhole" else None
+            results.setdefault(rung, []).append((run, files))
+            report(rung, run, args.events, None, files)
             sys.stdout.flush()
+            if not args.keep:  # each run writes a lake of its own, counted above: room for the next
+                shutil.rmtree(wh, ignore_errors=True)
     finally:
         if not args.keep:
             kafka.delete_topics(settings, [topic, *job.aggregate_topics])
@@ -359,13 +454,14 @@ def main() -> int:
     def rate(rung: str) -> float | None:
         if rung not in results:
             return None
-        run = results[rung][0]
-        return run["steady"]["events_per_s"] if run["steady"] else args.events / run["seconds"]
+        return _mean([run["steady"]["events_per_s"] if run["steady"] else args.events / run["seconds"]
+                      for run, _ in results[rung]])
 
     print(f"\nsummary: {args.events:,} events, {args.users} users, parallelism {args.parallelism}, "
           f"{args.state_backend} state, conf {extra or 'default'}; load average {os.getloadavg()[0]:.2f}")
-    for rung in rungs:
-        report(rung, results[rung][0], args.events, rate("floor") if rung != "floor" else None, results[rung][1])
+    for rung, runs in results.items():
+        for run, files in runs:
+            report(rung, run, args.events, rate("floor") if rung != "floor" else None, files)
     if rate("job") and rate("job-p1"):
         print(f"scaling: job at parallelism {args.parallelism} / 1 = x{rate('job') / rate('job-p1'):.2f} (both on all "
               f"{os.cpu_count()} cores)")
@@ -375,6 +471,9 @@ def main() -> int:
     if rate("job") and rate("floor"):
         print(f"targets: job >= 25,000 ev/s steady and >= 0.35x floor; lake >= 0.8x floor; job CPU <= 80 us/event;"
               f" scaling >= 1.6x. Job: {rate('job'):,.0f} ev/s, x{rate('job') / rate('floor'):.2f}")
+    if "job" in results and "job-metrics" in results:
+        metrics_cost({r: [run for run, _ in results[r]] for r in ("job", "job-metrics")}, args.events,
+                     args.scrape_interval)
     return 0
 
 
