@@ -10,11 +10,13 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from pathlib import Path
 from urllib.parse import parse_qs
 
+from base.config import Settings
 from clickhouse.queries import WINDOW_TABLES, Queries
 from clickhouse.store import ThreadClients
 
@@ -39,6 +41,13 @@ class BadRequest(Exception):
         super().__init__(message)
         self.parameter = parameter
         self.status = status
+
+
+class Unavailable(BadRequest):
+    """What an endpoint reads cannot be reached now (503): the request was right, retrying later may work."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status=HTTPStatus.SERVICE_UNAVAILABLE)
 
 
 # -- parameter parsing --------------------------------------------------------------------------
@@ -119,10 +128,29 @@ def parse_time(text: str, name: str) -> datetime:
 RANGE = {"from", "to"}
 
 
-class Api:
-    """Endpoint functions: (queries, params) -> JSON-able. ``status_extra`` adds the loader's metrics."""
+@dataclass(frozen=True)
+class Route:
+    """An endpoint a higher layer serves through this API: ``factory(settings)`` returns its handler,
+    ``handler(params) -> JSON-able``, which raises BadRequest (400) or Unavailable (503). The factory must not
+    reach anything (the service starts whether or not the handler's source is up); ``openapi`` is its path item."""
 
-    def __init__(self, clients: ThreadClients, database: str, status_extra: Callable[[], dict] | None = None):
+    parameters: frozenset[str]
+    factory: Callable[[Settings], Callable[[Params], object]]
+    openapi: dict
+
+
+# Endpoints whose data lives above this layer (the ClickHouse part never imports the lakehouse), registered by the
+# front end as it registers service.COMPANIONS: path -> Route. pipeline/cli.py registers /api/rejects
+# (lakehouse/quality.py); a service built without the front end does not serve them.
+ROUTES: dict[str, Route] = {}
+
+
+class Api:
+    """Endpoint functions: (queries, params) -> JSON-able. ``status_extra`` adds the loader's metrics; with
+    ``settings``, the registered ROUTES are served too (without them, each answers 503 saying so)."""
+
+    def __init__(self, clients: ThreadClients, database: str, status_extra: Callable[[], dict] | None = None,
+                 settings: Settings | None = None):
         self.clients = clients
         self.database = database
         self.status_extra = status_extra or (lambda: {})
@@ -135,8 +163,18 @@ class Api:
             "/api/hourly": (RANGE, self.hourly),
             "/api/distribution": (RANGE | {"window"}, self.distribution),
         }
+        # Answered without a ClickHouse client: none is held from the pool while another source is read.
+        self.registered: dict[str, tuple[set[str], Callable[[Params], object]]] = {
+            path: (set(route.parameters), route.factory(settings) if settings is not None else _unwired(path))
+            for path, route in ROUTES.items()}
+        # listed with the others too: ``routes`` names every path the API answers (/metrics labels requests by it)
+        self.routes.update({path: (allowed, lambda q, p, h=handler: h(p))
+                            for path, (allowed, handler) in self.registered.items()})
 
     def handle(self, path: str, query: str) -> object:
+        if path in self.registered:
+            allowed, handler = self.registered[path]
+            return handler(Params(query, allowed))
         match = USER_PATH.match(path)
         if match:
             params = Params(query, RANGE)
@@ -170,40 +208,48 @@ class Api:
         start, end = self._range(q, p)
         limit = p.integer("limit", 10, 1, MAX_LIMIT)
         window = p.choice("window", "2h", tuple(WINDOW_TABLES))
-        return {**_range_json(start, end), "window": window, "users": q.top_users(start, end, limit, window)}
+        return {**range_json(start, end), "window": window, "users": q.top_users(start, end, limit, window)}
 
     def user_activity(self, q: Queries, p: Params, raw_id: str) -> dict:
         if not re.fullmatch(r"[0-9]{1,10}", raw_id) or not 0 < int(raw_id) < 2**32:
             raise BadRequest(f"user id must be a whole number between 1 and {2**32 - 1}, got '{raw_id[:40]}'",
                              "user_id")
         start, end = self._range(q, p)
-        return {**_range_json(start, end), **q.user_activity(int(raw_id), start, end)}
+        return {**range_json(start, end), **q.user_activity(int(raw_id), start, end)}
 
     def top_action_types(self, q: Queries, p: Params) -> dict:
         start, end = self._range(q, p)
         limit = p.integer("limit", 10, 1, MAX_LIMIT)
-        return {**_range_json(start, end), "action_types": q.top_action_types(start, end, limit)}
+        return {**range_json(start, end), "action_types": q.top_action_types(start, end, limit)}
 
     def action_types_series(self, q: Queries, p: Params) -> dict:
         start, end = self._range(q, p)
         limit = p.integer("limit", 5, 1, 50)
-        return {**_range_json(start, end), **q.action_types_over_time(start, end, limit)}
+        return {**range_json(start, end), **q.action_types_over_time(start, end, limit)}
 
     def events(self, q: Queries, p: Params) -> dict:
         start, end = self._range(q, p)
         window = p.choice("window", "5m", tuple(WINDOW_TABLES))
-        return {**_range_json(start, end), "window": window, "points": q.events_per_window(start, end, window)}
+        return {**range_json(start, end), "window": window, "points": q.events_per_window(start, end, window)}
 
     def hourly(self, q: Queries, p: Params) -> dict:
         start, end = self._range(q, p)
-        return {**_range_json(start, end), "hours": q.hourly(start, end)}
+        return {**range_json(start, end), "hours": q.hourly(start, end)}
 
     def distribution(self, q: Queries, p: Params) -> dict:
         start, end = self._range(q, p)
         window = p.choice("window", "2h", tuple(WINDOW_TABLES))
-        return {**_range_json(start, end), "window": window, "buckets": q.distribution(start, end, window)}
+        return {**range_json(start, end), "window": window, "buckets": q.distribution(start, end, window)}
 
 
-def _range_json(start: datetime, end: datetime) -> dict:
+def _unwired(path: str) -> Callable[[Params], object]:
+    def handler(p: Params) -> object:
+        raise Unavailable(f"{path} is not served by this service: it was built without the settings that endpoint "
+                          "reads (Api(..., settings))")
+    return handler
+
+
+def range_json(start: datetime, end: datetime) -> dict:
+    """The ``from`` and ``to`` every ranged answer carries, in milliseconds, UTC."""
     fmt = "%Y-%m-%dT%H:%M:%S.%f"
     return {"from": start.strftime(fmt)[:-3] + "Z", "to": end.strftime(fmt)[:-3] + "Z"}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from clickhouse.api import ROUTES
+
 _TIME = {"type": "string", "description": "ISO 8601 (UTC unless an offset is given) or epoch milliseconds"}
 _FROM = {"name": "from", "in": "query", "schema": _TIME,
          "description": "start of the range, inclusive, on window_start (default: 'to' minus 24 hours)"}
@@ -18,16 +20,21 @@ def _window(default: str) -> dict:
             "schema": {"type": "string", "enum": ["5m", "2h"], "default": default}}
 
 
-def _get(summary: str, params: list[dict]) -> dict:
+def get_path(summary: str, params: list[dict], errors: dict[str, str] | None = None) -> dict:
+    """A path item answering GET with a JSON object, 400 for a bad parameter and ``errors`` (status -> why)."""
     return {"get": {
         "summary": summary,
         "parameters": params,
         "responses": {
             "200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}},
-            "400": {"description": "a parameter is invalid", "content": {"application/json": {
-                "schema": {"$ref": "#/components/schemas/Error"}}}},
+            **{status: {"description": why, "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/Error"}}}}
+               for status, why in {"400": "a parameter is invalid", **(errors or {})}.items()},
         },
     }}
+
+
+_get = get_path  # short, for the table of paths below
 
 
 def openapi_document() -> dict:
@@ -40,8 +47,9 @@ def openapi_document() -> dict:
                            "(2-hour and 5-minute tumbling windows, UTC).",
         },
         "paths": {
-            "/api/status": _get("tables, row counts, freshness, the loader's lag and rows/s, and when each "
-                                "2-hour slot was last restated from the lake", []),
+            "/api/status": _get("tables, row counts, freshness, the loader's lag and rows/s, when each 2-hour slot "
+                                "was last restated from the lake, dead letters, and the lake maintenance's last pass "
+                                "(null before the first)", []),
             "/api/top-users": _get("users with the most actions in the range", [_FROM, _TO, _limit(10, 1000),
                                                                                  _window("2h")]),
             "/api/users/{user_id}/activity": _get(
@@ -55,6 +63,8 @@ def openapi_document() -> dict:
             "/api/hourly": _get("actions per hour of the day (UTC)", [_FROM, _TO]),
             "/api/distribution": _get("users by their number of actions, power-of-two buckets",
                                       [_FROM, _TO, _window("2h")]),
+            # served by a higher layer, registered by the front end (clickhouse.api.ROUTES)
+            **{path: route.openapi for path, route in ROUTES.items()},
         },
         "components": {"schemas": {"Error": {
             "type": "object",
