@@ -78,6 +78,36 @@ def rejected(n: int, ingest_ms: int, seed: int = 0) -> pa.Table:
     )
 
 
+# Reasons of the job's catalogue (docs/design.md, "Rejection reasons"), most frequent first, with the share each gets
+# in ``rejected_over``: a few dominate, as when one producer sends one kind of bad record.
+REJECT_REASONS = (
+    ("unparseable JSON", 0.40), ("missing field: timestamp", 0.20), ("unknown action_type", 0.15),
+    ("user_id out of range", 0.10), ("wrong type: user_id is not an integer", 0.06),
+    ("timestamp too far behind its Kafka time", 0.04), ("null value", 0.03), ("invalid UTF-8", 0.02),
+)
+
+
+def rejected_over(n: int, start_ms: int, span_ms: int, seed: int = 0) -> pa.Table:
+    """``n`` rejected records with ingest (and Kafka) times uniform in [start_ms, start_ms + span_ms), oldest first,
+    and reasons drawn with the shares of ``REJECT_REASONS``."""
+    rng = np.random.default_rng(seed)
+    names, shares = zip(*REJECT_REASONS, strict=True)
+    times = pa.array(np.sort(start_ms + rng.integers(0, span_ms, n, dtype=np.int64)), pa.timestamp("ms"))
+    return pa.table(
+        {
+            "raw_key": pa.array([b"%d" % i for i in range(n)], pa.binary()),
+            "raw_value": pa.array([b'{"user_id": 1, "broken": '] * n, pa.binary()),
+            "reason": _pick(names, rng.choice(len(names), n, p=np.array(shares) / sum(shares))),
+            "kafka_partition": pa.array((np.arange(n) % 6).astype(np.int32)),
+            "kafka_offset": pa.array(np.arange(n, dtype=np.int64)),
+            "kafka_timestamp": times,
+            "ingest_time": times,
+            "ingest_date": pc.strftime(times, "%Y-%m-%d"),
+        },
+        schema=USER_ACTIONS_REJECTED.arrow_schema(),
+    )
+
+
 def _pick(choices: tuple[str, ...], idx: np.ndarray) -> pa.Array:
     return pc.take(pa.array(choices, pa.string()), pa.array(idx))
 

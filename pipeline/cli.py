@@ -109,11 +109,15 @@ def commands() -> dict[str, Command]:
         "demo": ("run the whole pipeline locally with a live status and a summary (what ./run.sh calls)",
                  _demo_args, _demo_run),
     }
+    from clickhouse.api import ROUTES
     from clickhouse.service import COMPANIONS
+    from lakehouse import quality
 
-    # The ClickHouse service may host the lake maintenance (it owns an embedded chDB); registered here, at
-    # the top, because the ClickHouse part sits below the lakehouse and never imports it.
+    # The ClickHouse service may host the lake maintenance (it owns an embedded chDB) and answers the dashboard's
+    # data-quality view from the lake; registered here, at the top, because the ClickHouse part sits below the
+    # lakehouse and never imports it.
     COMPANIONS["lake-maintenance"] = lakehouse_cli.maintenance_companion
+    ROUTES[quality.PATH] = quality.ROUTE
     for part in (producer_cli, flink_job_cli, lakehouse_cli, clickhouse_cli):
         cmds.update(part.COMMANDS)
     return cmds

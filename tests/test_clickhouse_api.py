@@ -8,12 +8,15 @@ import urllib.error
 import urllib.request
 from datetime import UTC, datetime, timedelta
 
+import pyarrow as pa
 import pytest
 
 from clickhouse.schema import SchemaOptions
 from clickhouse.service import Service
 from clickhouse.store import apply_schema
 from clickhouse.testing import scratch_settings
+from lakehouse.tables import USER_ACTIONS_REJECTED
+from tests.lakehouse_fixtures import create, warehouse, write
 
 pytestmark = pytest.mark.integration
 
@@ -52,12 +55,60 @@ def seed(client, db: str) -> None:
     client.insert(f"{db}.user_aggregations_realtime", rt, column_names=cols)
 
 
+# Rejected records (reason, ingest_time) in lake.user_actions_rejected: four in DAY's 10:00 hour, three in its 12:00
+# hour; outside DAY, in partitions of their own: five the evening before, one at the next midnight (the range's end,
+# exclusive).
+REJECTS = [("unparseable JSON", DAY + timedelta(hours=10, minutes=5)),
+           ("user_id out of range", DAY + timedelta(hours=10, minutes=30)),
+           ("unparseable JSON", DAY + timedelta(hours=10, minutes=20)),
+           ("unparseable JSON", DAY + timedelta(hours=10, minutes=59, seconds=59, milliseconds=999)),
+           ("unknown action_type", DAY + timedelta(hours=12, minutes=1)),
+           ("unparseable JSON", DAY + timedelta(hours=12, minutes=30)),
+           ("unknown action_type", DAY + timedelta(hours=12, minutes=45)),
+           *[("missing field: timestamp", DAY - timedelta(minutes=30 + i)) for i in range(5)],
+           ("missing field: timestamp", DAY + timedelta(days=1))]
+
+
+def rejected_rows(records: list[tuple[str, datetime]]) -> pa.Table:
+    """Rows of lake.user_actions_rejected with these reasons and ingest times (UTC), as the job writes them."""
+    times = pa.array([t.replace(tzinfo=None) for _, t in records], pa.timestamp("ms"))
+    n = len(records)
+    return pa.table({
+        "raw_key": pa.array([b"1"] * n, pa.binary()), "raw_value": pa.array([b"{bad"] * n, pa.binary()),
+        "reason": [r for r, _ in records], "kafka_partition": pa.array([0] * n, pa.int32()),
+        "kafka_offset": pa.array(range(n), pa.int64()), "kafka_timestamp": times, "ingest_time": times,
+        "ingest_date": [t.strftime("%Y-%m-%d") for _, t in records]}, schema=USER_ACTIONS_REJECTED.arrow_schema())
+
+
+def seed_rejects(settings, root) -> tuple:
+    """The settings of a warehouse under ``root`` whose lake.user_actions_rejected holds REJECTS (two commits, so
+    more than one file), and the table."""
+    lake = warehouse(settings, f"file://{root}")
+    table = create(lake, USER_ACTIONS_REJECTED)
+    write(table, rejected_rows(REJECTS[:4]))
+    write(table, rejected_rows(REJECTS[4:]))
+    return lake, table
+
+
+def lake_routes() -> None:
+    """What the front end registers in the ClickHouse service (pipeline/cli.py): /api/rejects from the lake."""
+    from pipeline.cli import commands
+
+    commands()
+
+
 @pytest.fixture(scope="module")
-def api(settings, tmp_path_factory):
+def lake(settings, tmp_path_factory):
+    lake_routes()
+    return seed_rejects(scratch_settings(settings), tmp_path_factory.mktemp("warehouse"))
+
+
+@pytest.fixture(scope="module")
+def api(lake):
     import uuid
 
     db = f"t_{uuid.uuid4().hex[:10]}"
-    service = Service(scratch_settings(settings), SchemaOptions(database=db), loader_options=None, port=0)
+    service = Service(lake[0], SchemaOptions(database=db), loader_options=None, port=0)
     apply_schema(service.clients.get(), SchemaOptions(database=db))  # an administrator's: the API runs no DDL
     service.start()
     seed(service.clients.get(), db)
@@ -127,6 +178,72 @@ def test_status_and_openapi(api):
     assert body["latest_window_end"].startswith(f"{DAY:%Y-%m-%d}")
     status, doc = get(api, "/openapi.json")
     assert status == 200 and doc["openapi"].startswith("3.") and "/api/top-users" in doc["paths"]
+    rejects = doc["paths"]["/api/rejects"]["get"]
+    assert {p["name"] for p in rejects["parameters"]} == {"from", "to"}
+    assert set(rejects["responses"]) == {"200", "400", "503"}
+
+
+def _hour(h: int) -> str:
+    return f"{DAY + timedelta(hours=h):%Y-%m-%dT%H:%M:%S}.000Z"
+
+
+def test_rejects_per_reason_and_hour_from_the_lake(api):
+    status, body = get(api, f"/api/rejects?{RANGE}")
+    assert status == 200, body
+    assert body["hours"] == [_hour(h) for h in range(24)]
+    # most frequent reason first; the evening before and the next midnight are outside the range
+    assert body["totals"] == {"unparseable JSON": 4, "unknown action_type": 2, "user_id out of range": 1}
+    assert list(body["series"]) == ["unparseable JSON", "unknown action_type", "user_id out of range"]
+    per_hour = {reason: {_hour(h): n for h, n in enumerate(counts) if n} for reason, counts in body["series"].items()}
+    assert per_hour == {"unparseable JSON": {_hour(10): 3, _hour(12): 1}, "unknown action_type": {_hour(12): 2},
+                        "user_id out of range": {_hour(10): 1}}
+    assert body["total"] == 7 and body["time_column"] == "ingest_time"
+    # only DAY's partition was read (its 7 rows in 2 files), not the two partitions around it
+    read = body["read"]
+    assert (read["partitions"], read["files"], read["rows"], read["rows_matched"]) == (1, 2, 7, 7)
+
+    # part of one hour: the bucket is that hour; rows are counted by their exact time
+    status, body = get(api, f"/api/rejects?from={_hour(10)[:13]}:15:00Z&to={_hour(10)[:13]}:45:00Z")
+    assert status == 200 and body["hours"] == [_hour(10)]
+    assert body["series"] == {"unparseable JSON": [1], "user_id out of range": [1]}
+
+
+def test_rejects_are_cached_per_range(api, lake):
+    from lakehouse.quality import CACHE_S
+
+    _, table = lake
+    day = DAY - timedelta(days=3)  # a partition of its own: the other tests' figures stay as they are
+    write(table, rejected_rows([("null value", day + timedelta(hours=1))]))
+    ranged = f"/api/rejects?from={day:%Y-%m-%dT%H:%M:%SZ}&to={day + timedelta(hours=6):%Y-%m-%dT%H:%M:%SZ}"
+    first = get(api, ranged)[1]
+    assert first["totals"] == {"null value": 1} and first["cached_s"] == 0
+    write(table, rejected_rows([("null value", day + timedelta(hours=2))]))
+    time.sleep(0.2)
+    again = get(api, ranged)[1]
+    assert again["totals"] == {"null value": 1} and 0 < again["cached_s"] < CACHE_S  # the cached answer
+    other = get(api, ranged.replace(":00:00Z", ":00:01Z", 1))[1]  # another range: read now
+    assert other["totals"] == {"null value": 2} and other["cached_s"] == 0
+
+
+def test_rejects_bad_range_is_400(api):
+    status, body = get(api, "/api/rejects?from=yesterday")
+    assert status == 400 and body["parameter"] == "from"
+    status, body = get(api, "/api/rejects?limit=3")
+    assert status == 400 and body["parameter"] == "limit"
+
+
+def test_rejects_without_the_lake_is_503_saying_why(settings, tmp_path):
+    lake_routes()
+    empty = warehouse(scratch_settings(settings), f"file://{tmp_path}")  # no lake.user_actions_rejected in it
+    service = Service(empty, SchemaOptions(database="t_unused"), loader_options=None, port=0)
+    service.start()
+    try:
+        status, body = get(service.url, f"/api/rejects?{RANGE}")
+    finally:
+        service.stop()
+    assert status == 503
+    assert body["error"].startswith("the lake is not reachable from this service: Paimon table "
+                                    "lake.user_actions_rejected does not exist"), body
 
 
 @pytest.mark.parametrize(("path", "parameter", "words"), [
