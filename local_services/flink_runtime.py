@@ -28,7 +28,9 @@ if TYPE_CHECKING:
 def connector_jars(settings: Settings) -> list[str]:
     """file:// URLs of the jars the job ships: the Kafka and Paimon connectors fetched by scripts/setup.sh, and the
     job's own value format (flink_job/format) that it builds."""
-    jars = sorted((settings.jars_dir / "flink").glob("*.jar")) + sorted((settings.jars_dir / "format").glob("*.jar"))
+    jars = sorted((settings.jars_dir / "flink").glob("*.jar")) + sorted(
+        j for j in (settings.jars_dir / "format").glob("*.jar")
+        if not j.name.endswith("-metrics.jar"))  # the reporter is a plugin, never on the job's class path (pom.xml)
     names = " ".join(j.name for j in jars)
     for needed in ("flink-sql-connector-kafka", "paimon-flink", "paimon-s3", "user-action-format"):
         if needed not in names:

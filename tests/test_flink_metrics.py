@@ -6,8 +6,9 @@ bad record, its endpoint read over HTTP while the job runs. One Flink run shows:
 - the rejects-by-reason counters (COUNTED_REASON in flink_job/sql/04_sink_user_actions_rejected.sql) equal the
   catalogue's count per reason exactly, and no other reason appears;
 - the endpoint listens on 127.0.0.1 only;
-- the series the README's Metrics section names for dashboards (checkpoints, backpressure, late records, Kafka lag)
-  are served under those names.
+- the series the README's Metrics section names for dashboards (checkpoints, backpressure, late records, Kafka lag),
+  and every flink_* name the compose stack's alert rules and Grafana dashboards use (tests/test_operations.py), are
+  served under those names.
 """
 
 from __future__ import annotations
@@ -115,6 +116,10 @@ def test_job_metrics_on_the_loopback_endpoint_equal_the_work_done(services: Sett
         assert {labels["job_name"] for labels, _ in samples[REJECTED]} == {job.job_name}
         missing = [name for name in NAMED_IN_README if name not in samples]
         assert not missing, missing
+        from tests.test_operations import referenced_metrics
+
+        unserved = {name: where for name, where in referenced_metrics("flink_").items() if name not in samples}
+        assert not unserved, f"named in the rules/dashboards but not served by the reporter: {unserved}"
 
         # The JVM's sockets are IPv6 ones: bound to 127.0.0.1 they show as ::ffff:127.0.0.1, never as :: or 0.0.0.0.
         listening = {a.rsplit(":", 1)[0] for a in listening_addresses(proc.pid) if a.rsplit(":", 1)[1] == str(port)}
