@@ -73,7 +73,7 @@ class Service:
         for name, run in self.companions:
             self._threads.append(threading.Thread(target=self._run_companion, args=(name, run), name=name,
                                                   daemon=True))
-        api = Api(self.api_clients, self.schema.database, self._loader_status)
+        api = Api(self.api_clients, self.schema.database, self._loader_status, self.settings)
         metrics = ServiceMetrics(self.api_clients, self.schema.database,
                                  self.metrics if self.loader_options is not None else None,
                                  lambda: not self.stop_event.is_set())

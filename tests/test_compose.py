@@ -403,6 +403,13 @@ def test_only_minio_and_its_init_job_hold_the_root_keys() -> None:
     assert holders == {"minio", "minio-init"}
     lake_users = {name for name, svc in SERVICES.items() if "s3_secret_key" in svc.get("secrets", [])}
     assert lake_users == {"job-submitter", "lake-maintenance", "minio-init"}
+    # the dashboard reads the rejected table as a user whose policy allows reading the bucket and nothing else
+    readers = {name for name, svc in SERVICES.items() if "s3_reader_secret_key" in svc.get("secrets", [])}
+    assert readers == {"dashboard", "minio-init"}
+    assert environment("dashboard")["S3_SECRET_KEY_FILE"] == "/run/secrets/s3_reader_secret_key"
+    policy = json.loads((PROJECT_ROOT / "deploy/minio/lake-read-policy.json").read_text())
+    actions = {a for statement in policy["Statement"] for a in statement["Action"]}
+    assert actions == {"s3:GetBucketLocation", "s3:ListBucket", "s3:GetObject"}
 
 
 def test_the_dashboard_exposed_beyond_loopback_carries_a_token() -> None:
