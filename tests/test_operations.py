@@ -72,7 +72,7 @@ def test_every_alert_and_dashboard_query_parses_as_promql(where: str, expr: str)
 
 
 def test_every_alert_has_a_severity_a_summary_and_a_threshold_documented() -> None:
-    operations = (PROJECT_ROOT / "docs" / "operations.md").read_text()
+    operations = (PROJECT_ROOT / "docs/operations.md").read_text()
     for rule in alert_rules():
         assert rule["labels"]["severity"] in ("warning", "critical"), rule["alert"]
         assert rule["annotations"]["summary"], rule["alert"]
@@ -183,6 +183,6 @@ def test_every_clickhouse_service_metric_the_rules_name_is_served(settings, uniq
 
 
 def test_the_operations_page_lists_every_metric_family_the_rules_use() -> None:
-    operations = (PROJECT_ROOT / "docs" / "operations.md").read_text()
+    operations = (PROJECT_ROOT / "docs/operations.md").read_text()
     for name in {**referenced_metrics("pipeline_"), **referenced_metrics("flink_")}:
         assert name in operations, f"{name} is used by the rules or dashboards but not listed in docs/operations.md"
