@@ -13,6 +13,7 @@ bad record, its endpoint read over HTTP while the job runs. One Flink run shows:
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -76,8 +77,10 @@ def test_job_metrics_on_the_loopback_endpoint_equal_the_work_done(services: Sett
     from producer.action_types import ACTION_TYPES
 
     settings = replace(services, paimon_warehouse=f"file://{tmp_path}/wh")
+    rest_port = free_port()
     job = job_for(unique_name, bounded=False, state_backend="hashmap", checkpoint_interval="5 s",
-                  checkpoint_dir=(tmp_path / "checkpoints").as_uri())
+                  checkpoint_dir=(tmp_path / "checkpoints").as_uri(),
+                  flink_conf=(("rest.port", str(rest_port)), ("rest.address", "127.0.0.1")))
     create_topics(services, job, source_partitions=2)
     t0 = day_ago_slot()
     bad = catalogue(t0, ACTION_TYPES)
@@ -120,6 +123,13 @@ def test_job_metrics_on_the_loopback_endpoint_equal_the_work_done(services: Sett
 
         unserved = {name: where for name, where in referenced_metrics("flink_").items() if name not in samples}
         assert not unserved, f"named in the rules/dashboards but not served by the reporter: {unserved}"
+
+        # `--state-backend hashmap` is what the running job has (its REST API), not only what the flag says
+        rest = f"http://127.0.0.1:{rest_port}"
+        with urllib.request.urlopen(f"{rest}/jobs", timeout=10) as resp:
+            (job_id,) = [j["id"] for j in json.loads(resp.read())["jobs"] if j["status"] == "RUNNING"]
+        with urllib.request.urlopen(f"{rest}/jobs/{job_id}/checkpoints/config", timeout=10) as resp:
+            assert json.loads(resp.read())["state_backend"] == "HashMapStateBackend"
 
         # The JVM's sockets are IPv6 ones: bound to 127.0.0.1 they show as ::ffff:127.0.0.1, never as :: or 0.0.0.0.
         listening = {a.rsplit(":", 1)[0] for a in listening_addresses(proc.pid) if a.rsplit(":", 1)[1] == str(port)}

@@ -73,7 +73,7 @@ def test_a_forced_failover_is_counted_and_checkpoints_are_incremental_and_retain
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     job = job_for(unique_name, bounded=False, parallelism=1, checkpoint_interval="2 s",
-                  checkpoint_dir=checkpoints.as_uri(), state_backend="rocksdb",
+                  checkpoint_dir=checkpoints.as_uri(), state_backend=None,  # the job's default: RocksDB
                   flink_conf=(("execution.checkpointing.tolerable-failed-checkpoints", "0"),
                               ("rest.port", str(port)), ("rest.address", "127.0.0.1")))
     create_topics(settings, job, source_partitions=1, aggregate_partitions=1)
@@ -87,6 +87,8 @@ def test_a_forced_failover_is_counted_and_checkpoints_are_incremental_and_retain
     try:
         faults.wait_for_checkpoint(checkpoints, running, timeout=300)
         job_id = running_job_id(base)
+        # no --state-backend: the default, read back from the running job
+        assert rest(base, f"/jobs/{job_id}/checkpoints/config")["state_backend"] == "EmbeddedRocksDBStateBackend"
         produce(settings, job.source_topic, events)
         wait_for(lambda: exact_raw_counts(settings)[0] == EVENTS or not running.alive(), 180, "the events committed",
                  every=1)
