@@ -15,7 +15,7 @@ from pathlib import Path
 
 from base.config import Settings, under_flink_run
 from base.errors import UserError
-from flink_job.job_config import STATE_BACKENDS, JobConfig
+from flink_job.job_config import STATE_BACKENDS, WINDOWS, JobConfig
 
 
 def add_job_arguments(p: argparse.ArgumentParser) -> None:
@@ -59,6 +59,10 @@ def add_job_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
                    help="serve the mini-cluster's metrics in the Prometheus format on http://127.0.0.1:PORT/metrics "
                         "(default: FLINK_METRICS_PORT, else none; a cluster's reporter is in its own config)")
+    p.add_argument("--windows", default=d.windows, choices=WINDOWS,
+                   help="how the three window aggregates are computed: sql (three TUMBLE window operators, the "
+                        "default), operator (one keyed operator for all three) or cascade (5-minute counts per user "
+                        "and action type feeding the others); README \"Benchmarks\" compares them")
     p.add_argument("--explain", action="store_true", help="print the execution plan instead of running")
     p.add_argument("--submit", action="store_true",
                    help="submit with `flink run` to the cluster at FLINK_REST_URL (the local one of `pipeline "
@@ -95,6 +99,7 @@ def job_config(args: argparse.Namespace) -> JobConfig:
         resume=not args.fresh,
         job_name=args.job_name,
         flink_conf=tuple(_key_value(kv) for kv in args.flink_conf),
+        windows=args.windows,
     )
 
 

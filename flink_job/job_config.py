@@ -12,6 +12,10 @@ from base.contract import ACTION_TYPES, AGGREGATE_TOPICS, RAW_TOPIC
 from base.errors import UserError
 
 STATE_BACKENDS = ("rocksdb", "hashmap")
+# How the three window aggregates are computed (README "Benchmarks"): sql, three TUMBLE window operators
+# (flink_job/sql/05..07); operator, one keyed Java operator for all three (flink_job/user_windows.py); cascade,
+# 5-minute counts per user and action type feeding the others (flink_job/sql/windows/cascade.sql).
+WINDOWS = ("sql", "operator", "cascade")
 
 
 @dataclass(frozen=True)
@@ -47,10 +51,13 @@ class JobConfig:
     action_types: tuple[str, ...] = field(default=(), repr=False)  # empty = the contract's list
     # Any other Flink option for this job, over the defaults (e.g. rest.port, a state backend tuning option).
     flink_conf: tuple[tuple[str, str], ...] = ()
+    windows: str = "sql"
 
     def validate(self) -> None:
         if self.state_backend is not None and self.state_backend not in STATE_BACKENDS:
             raise UserError(f"state backend '{self.state_backend}' is not one of {', '.join(STATE_BACKENDS)}")
+        if self.windows not in WINDOWS:
+            raise UserError(f"windows '{self.windows}' is not one of {', '.join(WINDOWS)}")
         if self.parallelism is not None and self.parallelism < 1:
             raise UserError("parallelism must be at least 1")
         if not 0 <= self.watermark_delay_seconds <= 99:
@@ -98,6 +105,8 @@ class JobConfig:
             argv += ["--restore-from", self.restore_from]
         for key, value in self.flink_conf:
             argv += ["--flink-conf", f"{key}={value}"]
+        if self.windows != "sql":
+            argv += ["--windows", self.windows]
         return argv + (["--bounded"] if self.bounded else [])
 
     @property

@@ -1,5 +1,8 @@
 """The job: DDL for the sources and sinks, then one statement set with the five INSERTs.
 
+The three aggregates' INSERTs depend on ``JobConfig.windows``: flink_job/sql/05..07 (sql, the default), or the sinks
+of 05..07 fed by flink_job/sql/windows/cascade.sql or by the Java window operator (flink_job/user_windows.py).
+
 Python only wires configuration: the SQL is in flink_job/sql/, the per-record parsing and validation in the
 compiled value format (flink_job/format/), so no Python runs per event. Runs in a local mini-cluster (waits for a
 bounded run to finish) or under ``flink run -py`` (submits and returns; never waits on the cluster).
@@ -12,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from base.config import Settings, under_flink_run
 from base.contract import MAX_USERS
-from flink_job import checkpoints, sql_text
+from flink_job import checkpoints, sql_text, user_windows
 from flink_job.environment import checkpoint_folders, job_options
 from flink_job.job_config import JobConfig
 from lakehouse import catalog as lake_catalog
@@ -98,15 +101,32 @@ def build(settings: Settings, job: JobConfig, lake_only: bool = False,
     create_lake_tables(t_env, settings)
     params = sql_params(settings, job)
     statement_set = t_env.create_statement_set()
+    windows = None if lake_only else job.windows
     for path in sql_text.sql_files():
-        if lake_only and "_aggregations" in path.stem:
+        aggregate = "_aggregations" in path.stem
+        if lake_only and aggregate:
             continue
-        for statement in sql_text.statements(sql_text.render(path.read_text(), params)):
-            if _is_insert(statement):
-                statement_set.add_insert_sql(statement)
-            else:
-                t_env.execute_sql(statement)
+        statements = sql_text.statements(sql_text.render(path.read_text(), params))
+        # with another windows variant, 05..07 only declare the sinks; the variant's file holds their INSERTs
+        _add(t_env, statement_set, statements, inserts=not aggregate or windows == "sql")
+        if windows == "operator" and path.stem.startswith("02_"):
+            # before the lake's INSERTs are planned: they must read the one stream the operator reads too
+            user_windows.route_through_datastream(t_env, next(s for s in statements if "VIEW valid_events" in s))
+    if windows == "operator":
+        user_windows.attach(t_env, job)
+    if windows in ("operator", "cascade"):
+        variant = sql_text.SQL_DIR / "windows" / f"{windows}.sql"
+        _add(t_env, statement_set, sql_text.statements(sql_text.render(variant.read_text(), params)))
     return t_env, statement_set
+
+
+def _add(t_env: TableEnvironment, statement_set: StatementSet, statements: list[str], inserts: bool = True) -> None:
+    """DDL runs now; INSERTs join the statement set (left out when not ``inserts``)."""
+    for statement in statements:
+        if not _is_insert(statement):
+            t_env.execute_sql(statement)
+        elif inserts:
+            statement_set.add_insert_sql(statement)
 
 
 def with_restore_point(settings: Settings, job: JobConfig, configured: dict[str, str] | None) -> JobConfig:

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from base.config import PROJECT_ROOT, Settings
-from flink_job.job_config import JobConfig
+from flink_job.job_config import WINDOWS, JobConfig
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -172,11 +172,14 @@ def read_table(settings: Settings, name: str):
     return rb.new_read().to_arrow(rb.new_scan().plan().splits()), table
 
 
-def test_job_writes_exact_paimon_rows_rejects_and_aggregates(services: Settings, unique_name: str, tmp_path) -> None:
+# Each way of computing the windows (JobConfig.windows) must give exactly the same rows: one run per variant.
+@pytest.mark.parametrize("windows", WINDOWS)
+def test_job_writes_exact_paimon_rows_rejects_and_aggregates(services: Settings, unique_name: str, tmp_path,
+                                                             windows: str) -> None:
     from flink_job import pipeline
 
     settings = replace(services, paimon_warehouse=f"file://{tmp_path}/wh")
-    job = topics_for(unique_name)
+    job = replace(topics_for(unique_name), windows=windows)
     events, bad = prepare_input(settings, job)
 
     started = datetime.now(UTC).replace(tzinfo=None)
@@ -295,3 +298,20 @@ def test_explain_scans_the_source_once_for_all_five_inserts(services: Settings, 
     assert "value.format" not in execution and execution.count("Reused(reference_id=[1])") == 4
     assert execution.count("Sink(table=") == 5
     assert execution.count("Exchange(distribution=[hash[user_id]])") == 1
+
+
+def test_operator_windows_read_the_source_once(services: Settings, unique_name: str, tmp_path) -> None:
+    """`--windows operator` hands the records to a DataStream operator: the job still reads Kafka with one source, and
+    the lake's INSERTs and the operator read the same stream (no second scan of the topic, nor a second job)."""
+    import json as json_
+
+    from flink_job import pipeline
+
+    settings = replace(services, paimon_warehouse=f"file://{tmp_path}/wh")
+    job = replace(topics_for(unique_name), windows="operator")
+    t_env, statement_set = pipeline.build(settings, job)
+    statement_set.attach_as_datastream()
+    nodes = json_.loads(t_env._j_tenv.execEnv().getExecutionPlan())["nodes"]
+    types = [n["type"] for n in nodes]
+    assert sum(t.startswith("Source: kafka_user_actions") for t in types) == 1, types
+    assert types.count("UserWindows") == 1, types
