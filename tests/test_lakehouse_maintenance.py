@@ -11,6 +11,7 @@ import os
 import time
 from collections import Counter
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -187,3 +188,72 @@ def test_describe_warns_maintain_compacts_and_expires_and_orphan_cleanup_removes
     assert health[0].compacted and health[2].compacted and health[0].max_files_per_bucket == 1
     assert cli.main([*wh, "describe", "--grace", "0"]) == 0
     assert "WARNING" not in capsys.readouterr().out
+
+
+def test_the_maintenance_inside_the_clickhouse_service_compacts_restates_and_shows_both(services, tmp_path,
+                                                                                        unique_name):
+    """What ./run.sh runs: `clickhouse serve --with 'lake-maintenance ...'`. A slot closed a day ago (by the wall
+    clock: no streaming job wrote this lake) with three files in its buckets and no aggregates in ClickHouse: the
+    first pass compacts it to one file per bucket and restates it; /api/status and `pipeline clickhouse status`
+    show both."""
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+    from dataclasses import replace
+
+    from base.config import PROJECT_ROOT
+    from tests.conftest import free_port
+
+    local = warehouse(services, f"file://{tmp_path}/wh")
+    events = create(local, USER_ACTIONS)
+    create(local, USER_ACTIONS_REJECTED)  # the schedule waits for both tables
+    for i in range(3):  # three commits into the same buckets of the slot RECENT 00:00
+        write(events, synthetic.user_actions(200, RECENT_MS, HOUR_MS, users=15, seed=20 + i, first_offset=i * 1000))
+    slot = [("event_date", "equal", RECENT), ("event_hour", "equal", 0)]
+    assert max(len(s.files) for s in queries.plan(events, slot)) == 3
+    ids_before = _event_ids(events)
+
+    settings = replace(local, data_dir=tmp_path / "data", dashboard_port=free_port(), clickhouse_url=None)
+    env = {**os.environ, **settings.to_env()}
+    env.pop("CLICKHOUSE_URL", None)
+    pipeline = str(Path(sys.executable).parent / "pipeline")
+    serve = subprocess.Popen([pipeline, "clickhouse", "serve", "--group", unique_name, "--with",
+                              "lake-maintenance --interval 5"], cwd=PROJECT_ROOT, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{settings.dashboard_port}"
+
+    def status() -> dict:
+        try:
+            with urllib.request.urlopen(f"{base}/api/status", timeout=10) as resp:
+                return json.loads(resp.read())
+        except OSError:
+            return {}
+
+    try:
+        deadline, seen = time.monotonic() + 300, {}
+        while time.monotonic() < deadline and serve.poll() is None:
+            seen = status()
+            last = (seen.get("maintenance") or {}).get("last_pass") or {}
+            if last.get("compacted_slots") and seen.get("restatements"):
+                break
+            time.sleep(2)
+        assert serve.poll() is None, serve.stdout.read()[-3000:]
+        last = seen["maintenance"]["last_pass"]
+        assert (last["compacted_slots"], last["restated_slots"], last["errors"]) == (1, 1, 0), seen["maintenance"]
+        restated = seen["restatements"]
+        assert [r["slot_start"] for r in restated] == [f"{RECENT}T00:00:00.000Z"], restated
+        assert restated[0]["lake_events"] == 600 and restated[0]["rows_upserted"] > 0
+
+        text = subprocess.run([pipeline, "clickhouse", "status"], cwd=PROJECT_ROOT, env=env, capture_output=True,
+                              text=True, timeout=60)
+        assert text.returncode == 0, text.stdout + text.stderr
+        assert f"  {RECENT}T00:00:00.000Z  restated {restated[0]['restated_at']}: 600 lake events" in text.stdout
+        assert "lake maintenance: last pass" in text.stdout and "compacted 1 slots" in text.stdout, text.stdout
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        out, _ = serve.communicate(timeout=120)
+    assert serve.returncode == 0, out[-3000:]
+    events = open_table(local, USER_ACTIONS.name)
+    assert {len(s.files) for s in queries.plan(events, slot)} == {1}
+    assert _event_ids(events) == ids_before
