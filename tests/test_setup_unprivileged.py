@@ -84,6 +84,9 @@ class Run:
         return as_user(self.account, argv, self.env, self.repo, netns=self.netns, **kw)
 
 
+LOOPBACK_UP = '/usr/sbin/ip link set lo up && exec "$@"'
+
+
 def as_user(account: Account, argv: list[str], env: dict[str, str], cwd: Path, netns: bool = False,
             timeout: float = 120) -> subprocess.CompletedProcess:
     """``argv`` as ``account`` with exactly ``env`` (nothing inherited), unable to regain privileges."""
@@ -92,7 +95,10 @@ def as_user(account: Account, argv: list[str], env: dict[str, str], cwd: Path, n
         prefix = ["/usr/bin/setpriv", f"--reuid={account.uid}", f"--regid={account.gid}", "--clear-groups",
                   "--no-new-privs", "--"]
         if netns:
-            prefix = ["/usr/bin/unshare", "--net", "--", *prefix]
+            # A new network namespace starts with loopback down: bring it up (as root, before dropping privileges)
+            # so that what set-up runs on 127.0.0.1 (the format module's metrics reporter test) works as it would
+            # on a machine without network, while nothing beyond loopback is reachable.
+            prefix = ["/usr/bin/unshare", "--net", "--", "/bin/sh", "-c", LOOPBACK_UP, "sh", *prefix]
     return subprocess.run([*prefix, *argv], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
@@ -263,7 +269,8 @@ def demo_setup():
             # Java takes user.home from the password database, where a system user's home does not exist.
             "MAVEN_OPTS": f"-Duser.home={home}",
         }
-        netns = os.geteuid() == 0 and subprocess.run(["/usr/bin/unshare", "--net", "--", "true"],
+        netns = os.geteuid() == 0 and subprocess.run(["/usr/bin/unshare", "--net", "--", "/bin/sh", "-c",
+                                                      LOOPBACK_UP, "sh", "true"],
                                                      capture_output=True).returncode == 0
         seeding = time.monotonic() - started
 
