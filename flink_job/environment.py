@@ -86,7 +86,8 @@ def job_options(settings: Settings, job: JobConfig, configured: Mapping[str, str
         # All date/hour derivation and window bounds in UTC, whatever the machine's zone.
         "table.local-time-zone": "UTC",
         "table.exec.source.idle-timeout": job.idle_timeout,
-        # Records are not kept across operator calls in this SQL-only job, so reuse saves copies.
+        # No operator keeps a record across calls (the SQL, nor the window operator of --windows operator, which
+        # reads the fields it needs), so reuse saves copies.
         "pipeline.object-reuse": "true",
         # Keys are users (up to 30M): a local pre-aggregation before the shuffle finds almost nothing to combine
         # and costs a second window operator on the hot path, so aggregate in one phase after the shuffle.

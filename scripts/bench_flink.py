@@ -2,6 +2,7 @@
 
     .venv/bin/python scripts/bench_flink.py [--events 5000000] [--users zipf|uniform] [--parallelism 2]
         [--rungs blackhole,floor,lake,job,job-p1] [--conf KEY=VALUE ...] [--metrics [PAIRS]] [--keep]
+    .venv/bin/python scripts/bench_flink.py --scale 1M,10M,30M [--events-per-user 2] [--rungs job,job-operator]
 
 Fills a fresh topic (6 partitions) with N events from the producer's own generator (Zipf users and action
 weights as in production, or --users uniform: every event a cold key, the worst case for window state), 6 hours
@@ -18,7 +19,15 @@ of event time, 0.1 % malformed. Then runs each rung in its own JVM, bounded to t
   job-metrics  the whole job with Flink's Prometheus reporter on (the loopback one of FLINK_METRICS_PORT), its
              endpoint scraped every --scrape-interval seconds as a Prometheus server would. --metrics [PAIRS] runs
              PAIRS pairs of job / job-metrics (default 1; in ABBA order, so neither side always runs second on a warmer
-             page cache) and prints the metrics' cost side by side: CPU per event and events/s, off, on, on / off.
+             page cache) and prints the metrics' cost side by side: CPU per event and events/s, off, on, on / off;
+  job-operator, job-cascade  the whole job with its windows computed another way (`pipeline job --windows
+             operator|cascade`: one keyed Java operator for the three aggregates, or 5-minute counts per user and
+             action type feeding the others), to compare with `job` (--windows sql) in the same run.
+--scale N1,N2,... is the capacity ladder instead: for each N a fresh topic of N x --events-per-user events, users
+drawn uniformly from N distinct ones, all within one 2-hour window of event time (so the open window holds up to N
+keys), and the job rungs (default job,job-operator) on each: CPU per event against the smallest N, RocksDB state
+size (its native size metrics), checkpoints (count, duration, incremental and full size, from the job's REST API)
+and peak JVM memory.
 For each rung: events/s end to end (submission to finish, start-up included) and in steady state (from the
 records the lake writer has taken, sampled every 2 s through the mini-cluster's REST API, after the first 60 s),
 JVM CPU per event over the whole run and in steady state, CPU per operator chain (Java's per-thread CPU, so each
@@ -56,12 +65,20 @@ SPAN_S = 6 * 3600
 # event time within bounds of the Kafka time: 48 h behind by default).
 KAFKA_TIME = T0 + SPAN_S * 1000
 STEADY_AFTER_S = 60.0
-RUNGS = ("blackhole", "floor", "lake", "job", "job-p1", "job-p1-1cpu", "job-metrics")
+RUNGS = ("blackhole", "floor", "lake", "job", "job-p1", "job-p1-1cpu", "job-metrics", "job-operator", "job-cascade")
+# The rungs of the job whose windows are computed another way (JobConfig.windows); every other job rung: sql.
+WINDOWS_OF_RUNG = {"job-operator": "operator", "job-cascade": "cascade"}
+SCALE_SPAN_S = 2 * 3600 - 60  # one 2-hour window of event time (the generator's jitter stays inside it)
+# RocksDB's own size figures as operator metrics, read through the REST API in --scale runs.
+ROCKSDB_SIZE_METRICS = ("total-sst-files-size", "estimate-live-data-size", "size-all-mem-tables")
+STATE_SIZE_CONF = [f"state.backend.rocksdb.metrics.{m}=true" for m in ROCKSDB_SIZE_METRICS]
 SCRAPE_INTERVAL_S = 15.0  # Prometheus's default scrape_interval
 
 
-def fill(settings: Settings, topic: str, n: int, users: str, partitions: int = 6) -> float:
-    """N generator events (keyed by user_id, in event-time order within 50 ms), 0.1 % malformed; seconds taken."""
+def fill(settings: Settings, topic: str, n: int, users: str, partitions: int = 6, distinct: int | None = None,
+         span_s: int = SPAN_S) -> float:
+    """N generator events (keyed by user_id, in event-time order within 50 ms) over ``span_s`` seconds of event time
+    from T0, users drawn from ``distinct`` of them (default: the contract's 30M), 0.1 % malformed; seconds taken."""
     from confluent_kafka import Producer
 
     from local_services import kafka
@@ -70,8 +87,9 @@ def fill(settings: Settings, topic: str, n: int, users: str, partitions: int = 6
 
     # Kafka deletes by record time: KAFKA_TIME is in the past, so the topic keeps its records regardless.
     kafka.ensure_topics(settings, {topic: partitions}, {"retention.ms": "-1"})
-    config = SimulationConfig(seed=7, start_ms=T0, events_per_sim_second=n / SPAN_S, diurnal_pace=False,
-                              zipf_exponent=1.0 if users == "zipf" else 0.0, invalid_fraction=0.001)
+    config = SimulationConfig(seed=7, start_ms=T0, events_per_sim_second=n / span_s, diurnal_pace=False,
+                              zipf_exponent=1.0 if users == "zipf" else 0.0, invalid_fraction=0.001,
+                              **({"users": distinct} if distinct else {}))
     generator = EventGenerator(config)
     producer = Producer({**settings.kafka_client_config(), "linger.ms": 50, "batch.size": 1_000_000,
                          "compression.type": "lz4", "queue.buffering.max.messages": 1_000_000,
@@ -145,6 +163,9 @@ class Sampler:
         self.thread_cpu: dict[int, tuple[str, float]] = {}
         self.timeline: list[tuple[float, float, int]] = []  # (seconds since submit, JVM CPU s, lake records)
         self.jvm = _java_child()
+        self.checkpoints: dict | None = None  # the job's checkpoint statistics, as last read
+        self.state_bytes: dict[str, int] = {}  # the largest RocksDB size seen, per native metric (all operators)
+        self.last_stats = 0.0
 
     def sample(self, elapsed: float) -> None:
         try:
@@ -156,6 +177,50 @@ class Sampler:
         except Exception:  # noqa: BLE001 - the JVM is shutting the job down; the last sample stands
             return
         self.timeline.append((elapsed, _cpu_seconds(self.jvm), self._lake_records()))
+        if elapsed - self.last_stats >= 10:
+            self.last_stats = elapsed
+            self._read_stats()
+
+    def _get(self, path: str):
+        with urllib.request.urlopen(self.rest + path, timeout=5) as resp:
+            return json.load(resp)
+
+    def _read_stats(self) -> None:
+        """Checkpoint statistics and RocksDB's size metrics (summed over operators and subtasks) of the running job."""
+        try:
+            jobs = [j for j in self._get("/jobs/overview")["jobs"] if j["state"] == "RUNNING"]
+            if not jobs:
+                return
+            jid = jobs[0]["jid"]
+            stats = self._get(f"/jobs/{jid}/checkpoints")
+            if stats.get("counts", {}).get("completed"):
+                self.checkpoints = stats
+            sizes: dict[str, int] = {}
+            for vertex in self._get(f"/jobs/{jid}")["vertices"]:
+                base = f"/jobs/{jid}/vertices/{vertex['id']}/metrics"
+                ids = [m["id"] for m in self._get(base) if m["id"].endswith(ROCKSDB_SIZE_METRICS)]
+                for m in (self._get(f"{base}?get={','.join(ids)}") if ids else []):
+                    kind = next(k for k in ROCKSDB_SIZE_METRICS if m["id"].endswith(k))
+                    sizes[kind] = sizes.get(kind, 0) + int(float(m["value"]))
+        except (OSError, KeyError, ValueError, StopIteration):
+            return
+        for kind, size in sizes.items():
+            self.state_bytes[kind] = max(self.state_bytes.get(kind, 0), size)
+
+    def checkpoint_summary(self) -> dict | None:
+        """Completed checkpoints, their end-to-end duration (max, average) and size (incremental and full, max)."""
+        if not self.checkpoints:
+            return None
+        summary = self.checkpoints.get("summary", {})
+
+        def stat(name: str, key: str) -> float:
+            return float(summary.get(name, {}).get(key) or 0)
+
+        return {"completed": self.checkpoints["counts"]["completed"],
+                "duration_max_ms": stat("end_to_end_duration", "max"),
+                "duration_avg_ms": stat("end_to_end_duration", "avg"),
+                "incremental_max_bytes": stat("checkpointed_size", "max"),
+                "full_max_bytes": stat("state_size", "max")}
 
     def _lake_records(self) -> int:
         try:
@@ -199,7 +264,10 @@ def _chain_label(thread_name: str) -> str:
     ... (1/2)#0"), else the thread kind with digits folded (JIT compiler, GC, ...)."""
     name = re.sub(r" \(\d+/\d+\)#\d+$", "", thread_name)
     if "WindowAggregate" in name:
-        return "window " + ", ".join(dict.fromkeys(re.findall(r"(\w+)_sink\[", name)))
+        sinks = ", ".join(dict.fromkeys(re.findall(r"(\w+)_sink\[", name)))
+        return f"window {sinks}" if sinks else "window (cascade's first stage, per user and action type)"
+    if name.startswith("UserWindows"):
+        return "window operator (all three aggregates)"
     if name.startswith("Source:"):
         return "source chain (Kafka, format, routing)"
     if name.startswith("Writer"):
@@ -256,7 +324,8 @@ def run_one(kind: str, settings: Settings, job: JobConfig, extra: dict[str, str]
     seconds = time.monotonic() - start
     return {"seconds": seconds, "peak_rss_mb": _peak_rss_mb(sampler.jvm), "cpu_seconds": _cpu_seconds(sampler.jvm),
             "cpu_by_chain": sampler.by_chain(), "steady": sampler.steady(),
-            "scraped": scraper.result() if scraper else None}
+            "scraped": scraper.result() if scraper else None, "checkpoints": sampler.checkpoint_summary(),
+            "state_bytes": sampler.state_bytes}
 
 
 def _java_child() -> Path | None:
@@ -290,7 +359,8 @@ def child(kind: str, settings: Settings, job: JobConfig, conf: list[str], one_cp
           metrics: bool = False, scrape_interval: float = SCRAPE_INTERVAL_S) -> dict:
     cmd = ["taskset", "-c", "0"] if one_cpu else []
     cmd += [sys.executable, __file__, "--child", kind, "--topic", job.source_topic, "--parallelism",
-           str(job.parallelism), "--warehouse", settings.paimon_warehouse, "--state-backend", job.state_backend]
+           str(job.parallelism), "--warehouse", settings.paimon_warehouse, "--state-backend", job.state_backend,
+           "--child-windows", job.windows]
     for c in conf:
         cmd += ["--conf", c]
     if metrics:
@@ -308,11 +378,13 @@ def paimon_files(warehouse: Path) -> tuple[int, float]:
     return len(files), (total / len(files) if files else 0.0)
 
 
-def job_for(topic: str, parallelism: int, state_backend: str) -> JobConfig:
+def job_for(topic: str, parallelism: int, state_backend: str, windows: str = "sql",
+            conf: dict[str, str] | None = None) -> JobConfig:
     return JobConfig(source_topic=topic, user_aggregations_topic=f"{topic}_ua",
                      user_action_aggregations_topic=f"{topic}_uaa", realtime_aggregations_topic=f"{topic}_uar",
                      group_id=f"{topic}_job", bounded=True, startup_mode="earliest-offset",
-                     parallelism=parallelism, state_backend=state_backend, checkpoint_interval="60 s")
+                     parallelism=parallelism, state_backend=state_backend, checkpoint_interval="60 s",
+                     windows=windows, flink_conf=tuple((conf or {}).items()))
 
 
 def _conf(pairs: list[str]) -> dict[str, str]:
@@ -336,6 +408,13 @@ def report(name: str, run: dict, events: int, floor_rate: float | None, files: t
     if floor_rate:
         line += f"; x{(steady['events_per_s'] if steady else rate) / floor_rate:.2f} of the floor"
     line += f"; peak JVM {run['peak_rss_mb']:,.0f} MiB"
+    if run.get("checkpoints"):
+        c = run["checkpoints"]
+        line += (f"; {c['completed']} checkpoints, max {c['duration_max_ms'] / 1000:.1f} s (avg "
+                 f"{c['duration_avg_ms'] / 1000:.1f} s), up to {c['incremental_max_bytes'] / 2**20:,.0f} MiB "
+                 f"incremental / {c['full_max_bytes'] / 2**20:,.0f} MiB full")
+    if run.get("state_bytes"):
+        line += "; RocksDB " + ", ".join(f"{k} {v / 2**20:,.0f} MiB" for k, v in run["state_bytes"].items())
     if run.get("scraped"):
         line += (f"; scraped {run['scraped']['scrapes']}x, up to {run['scraped']['series']:,} series "
                  f"({run['scraped']['bytes'] / 1024:,.0f} KiB)")
@@ -380,6 +459,79 @@ def metrics_cost(runs: dict[str, list[dict]], events: int, scrape_interval: floa
           f"{'ok' if ratio <= 1.03 else 'over'} (single pairs on a busy box vary by more than 3 %: compare pairs)")
 
 
+SCALE_RUNGS = "job,job-operator"
+
+
+def _count(text: str) -> int:
+    """'1M', '500k', '30000000' -> a number."""
+    text = text.strip().lower().replace("_", "")
+    factor = {"k": 1_000, "m": 1_000_000}.get(text[-1:], 1)
+    return int(float(text[:-1] if factor > 1 else text) * factor)
+
+
+def scale_ladder(settings: Settings, sizes: list[int], per_user: float, rungs: list[str], parallelism: int,
+                 state_backend: str, conf: list[str]) -> int:
+    """The job on uniform users over each number of distinct users, within one 2-hour window: how its cost per
+    event, state, checkpoints and memory grow with the keys of an open window (README "Capacity")."""
+    from local_services import kafka, manage
+
+    manage.start(settings, ["kafka"])
+    conf = [*STATE_SIZE_CONF, *conf]
+    results: list[tuple[int, str, dict, int]] = []
+    for distinct in sizes:
+        events = int(distinct * per_user)
+        topic = f"bench_flink_{uuid.uuid4().hex[:8]}"
+        job = job_for(topic, parallelism, state_backend)
+        kafka.ensure_topics(settings, {t: 6 for t in job.aggregate_topics})
+        warehouse = settings.data_dir / "bench" / topic
+        warehouse.mkdir(parents=True)
+        try:
+            fill_s = fill(settings, topic, events, "uniform", distinct=distinct, span_s=SCALE_SPAN_S)
+            seen = 1 - (1 - 1 / distinct) ** events
+            print(f"\n{distinct:,} distinct users: filled {topic} with {events:,} events in {fill_s:.0f} s (about "
+                  f"{seen:.0%} of the users seen), one 2-hour window; load average {os.getloadavg()[0]:.2f}",
+                  flush=True)
+            for n, rung in enumerate(rungs):
+                wh = warehouse / f"{n}-{rung}"
+                run = child("job", replace(settings, paimon_warehouse=wh.as_uri()),
+                            replace(job, parallelism=1 if rung.startswith("job-p1") else parallelism,
+                                    windows=WINDOWS_OF_RUNG.get(rung, "sql")), conf,
+                            one_cpu=rung == "job-p1-1cpu", metrics=rung == "job-metrics")
+                report(rung, run, events, None, paimon_files(wh))
+                results.append((distinct, rung, run, events))
+                sys.stdout.flush()
+                shutil.rmtree(wh, ignore_errors=True)  # room for the next: a 30M rung writes gigabytes
+        finally:
+            kafka.delete_topics(settings, [topic, *job.aggregate_topics])
+            shutil.rmtree(warehouse, ignore_errors=True)
+
+    print(f"\nscale ladder: uniform users within one 2-hour window, {per_user:g} events per user, parallelism "
+          f"{parallelism}, {state_backend} state; load average {os.getloadavg()[0]:.2f}")
+    print(f"  {'rung':<13} {'users':>11} {'us/event':>9} {'x smallest':>10} {'ev/s':>8} {'RocksDB MiB':>11} "
+          f"{'ckpts':>5} {'ckpt max s':>10} {'incr MiB':>8} {'full MiB':>8} {'peak JVM MiB':>12}")
+    for rung in rungs:
+        base = None
+        for distinct, name, run, events in results:
+            if name != rung:
+                continue
+            steady = run["steady"]
+            us = steady["cpu_us"] if steady else run["cpu_seconds"] * 1e6 / events
+            base = base or us
+            c = run.get("checkpoints") or {}
+            state = run.get("state_bytes") or {}
+            rocksdb = max(state.get("total-sst-files-size", 0), state.get("estimate-live-data-size", 0))
+            print(f"  {rung:<13} {distinct:>11,} {us:>9.1f} {us / base:>10.2f} "
+                  f"{steady['events_per_s'] if steady else events / run['seconds']:>8,.0f} "
+                  f"{rocksdb / 2**20:>11,.0f} "
+                  f"{c.get('completed', 0):>5} {c.get('duration_max_ms', 0) / 1000:>10.1f} "
+                  f"{c.get('incremental_max_bytes', 0) / 2**20:>8,.0f} {c.get('full_max_bytes', 0) / 2**20:>8,.0f} "
+                  f"{run['peak_rss_mb']:>12,.0f}")
+    print("  targets: at the largest N, us/event within 1.5x of the smallest; checkpoints under 10 s at the default "
+          "60 s interval; peak JVM within the TaskManager sizes of the README (steady figures where the run had one, "
+          "else end to end)")
+    return 0
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--events", type=int, default=5_000_000)
@@ -387,7 +539,8 @@ def main() -> int:
                    help="zipf: the producer's user law (realistic); uniform: every event a cold key (worst case)")
     p.add_argument("--parallelism", type=int, default=2)
     p.add_argument("--state-backend", default="rocksdb", choices=["rocksdb", "hashmap"])
-    p.add_argument("--rungs", default=",".join(RUNGS), help=f"comma-separated, of {', '.join(RUNGS)}")
+    p.add_argument("--rungs", default=None,
+                   help=f"comma-separated, of {', '.join(RUNGS)} (default: all; with --scale: {SCALE_RUNGS})")
     p.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
                    help="a Flink option for the job rungs (repeatable), to measure a variant")
     p.add_argument("--metrics", type=int, nargs="?", const=1, default=0, metavar="PAIRS",
@@ -400,6 +553,12 @@ def main() -> int:
     p.add_argument("--topic", help=argparse.SUPPRESS)
     p.add_argument("--warehouse", help=argparse.SUPPRESS)
     p.add_argument("--child-metrics", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--child-windows", default="sql", help=argparse.SUPPRESS)
+    p.add_argument("--scale", default=None, metavar="N1,N2,...",
+                   help="the capacity ladder: for each N (e.g. 1M,10M,30M) uniform users over N distinct ones within "
+                        "one 2-hour window of event time, N x --events-per-user events, the job rungs on each")
+    p.add_argument("--events-per-user", type=float, default=2.0,
+                   help="--scale: events per distinct user (2: 86 %% of the users seen, 3: 95 %%)")
     args = p.parse_args()
     settings = Settings.from_env()
     extra = _conf(args.conf)
@@ -407,13 +566,20 @@ def main() -> int:
         # The reporter only where this benchmark asks for it, whatever FLINK_METRICS_PORT says.
         settings = replace(settings, paimon_warehouse=args.warehouse,
                            flink_metrics_port=_free_port() if args.child_metrics else None)
-        job = job_for(args.topic, args.parallelism, args.state_backend)
-        print(json.dumps(run_one(args.child, settings, job, extra if args.child in ("job", "lake") else {},
-                                 args.scrape_interval)))
+        extra = extra if args.child in ("job", "lake") else {}
+        # --conf reaches the job's own options too (e.g. the window operator's buffer limit)
+        job = job_for(args.topic, args.parallelism, args.state_backend, args.child_windows, extra)
+        print(json.dumps(run_one(args.child, settings, job, extra, args.scrape_interval)))
         return 0
-    rungs = [r.strip() for r in args.rungs.split(",") if r.strip()]
+    rungs = [r.strip() for r in (args.rungs or (SCALE_RUNGS if args.scale else ",".join(RUNGS))).split(",")
+             if r.strip()]
     if unknown := [r for r in rungs if r not in RUNGS]:
         p.error(f"unknown rung(s) {', '.join(unknown)}; choose from {', '.join(RUNGS)}")
+    if args.scale:
+        if not_job := [r for r in rungs if not r.startswith("job")]:
+            p.error(f"--scale runs the job rungs only, not {', '.join(not_job)}")
+        return scale_ladder(settings, [_count(n) for n in args.scale.split(",")], args.events_per_user, rungs,
+                            args.parallelism, args.state_backend, args.conf)
     if args.metrics:
         rungs = [r for r in rungs if r not in ("job", "job-metrics")]
         for pair in range(args.metrics):
@@ -437,7 +603,8 @@ def main() -> int:
             parallelism = 1 if rung.startswith("job-p1") else args.parallelism
             wh = warehouse / f"{n}-{rung}"
             rung_settings = replace(settings, paimon_warehouse=wh.as_uri())
-            run = child(kind, rung_settings, replace(job, parallelism=parallelism), args.conf,
+            run = child(kind, rung_settings, replace(job, parallelism=parallelism,
+                                                     windows=WINDOWS_OF_RUNG.get(rung, "sql")), args.conf,
                         one_cpu=rung == "job-p1-1cpu", metrics=rung == "job-metrics",
                         scrape_interval=args.scrape_interval)
             files = paimon_files(wh) if kind != "blackhole" else None
