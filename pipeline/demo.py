@@ -25,6 +25,7 @@ from local_services import kafka
 from local_services.process import ManagedProcess
 
 STATUS_EVERY_S = 5.0
+SLOT_MS = 2 * 3600 * 1000  # the lake's 2-hour slot
 LOADER_DRAIN_TIMEOUT_S = 120.0  # at drain, the longest wait for the ClickHouse loader to load the last aggregates
 
 # `./run.sh --help`: what the script does, set-up included (pipeline/cli.py's run_sh starts the demo under that name).
@@ -75,6 +76,9 @@ class Summary:
     drained: bool = False
     # Aggregate records not loaded into ClickHouse at the end: 0 = all; -1 = not known; None = no loader to wait for.
     aggregates_left: int | None = None
+    # The final restatement of the slots the run closed: (slots, keys changed), or a line saying why it failed;
+    # None when it did not run (maintenance off, or a ClickHouse service this demo did not start).
+    restated: tuple[int, int] | str | None = None
 
     @property
     def balanced(self) -> bool:
@@ -97,6 +101,12 @@ class Summary:
                 f" ({self.aggregates_left:,} records left)" if self.aggregates_left > 0 else ""))]
               if self.aggregates_left is not None else []),
         ]
+        if isinstance(self.restated, tuple):
+            slots, keys = self.restated
+            rows.append(("closed slots restated", f"{slots} (ClickHouse = lake; {keys:,} keys changed, late events "
+                                                  "included)" if slots else "none closed in this run"))
+        elif self.restated is not None:
+            rows.append(("closed slots restated", f"NO: {self.restated}"))
         if self.freshness_s is not None and self.speedup == 1.0:
             rows.append(("freshness of 5-minute aggregates", f"{self.freshness_s:.1f} s (now - latest window_end)"))
         elif self.freshness_s is not None:
@@ -129,6 +139,8 @@ class Demo:
         self.producer = ManagedProcess("producer", settings.run_dir, settings.logs_dir)
         self.summary_path = settings.data_dir / "demo" / "producer-summary.json"
         self.started_at = time.monotonic()
+        self.summary: Summary | None = None
+        self.history_start_ms = int(time.time() * 1000)  # event time of the run's first event (simulated: earlier)
         self.speedup = args.speedup or (150.0 if args.duration else 1.0)
         if self.speedup != 1.0 and not args.duration:
             raise UserError("--speedup needs --duration: simulated time ends at now when the run ends, and without "
@@ -158,6 +170,10 @@ class Demo:
 
         if not service_process.healthy(self.settings):
             self.say(service_process.start(self.settings, self.maintenance_args()))
+            if not self.args.no_maintenance:
+                # Stops run in reverse: this one after the service has stopped (embedded chDB has one owner) and
+                # before S3 or Kafka stop.
+                self.stop_order.append(("final restatement", self.restate_closed_slots))
             self.stop_order.append(("clickhouse service", lambda: service_process.stop(self.settings)))
             if not self.args.no_maintenance:
                 self.say(f"lake maintenance: in the clickhouse service, every {self.maintenance_interval():.0f} s "
@@ -195,6 +211,7 @@ class Demo:
 
             end_ms = int((time.time() + self.args.duration) * 1000)
             start_ms = start_for(end_ms, int(self.args.rate * self.args.duration), self.args.rate / speedup)
+            self.history_start_ms = start_ms
             argv += ["--sim-rate", str(self.args.rate / speedup), "--start-time", str(start_ms)]
         # the whole environment passed on (no variable read here), the settings on top
         pid = self.producer.start(argv, env={**os.environ, **self.settings.to_env()}, cwd=PROJECT_ROOT)
@@ -277,7 +294,7 @@ class Demo:
         from clickhouse import service_process
 
         self.stop_producer()
-        summary = Summary(speedup=self.speedup)
+        summary = self.summary = Summary(speedup=self.speedup)
         try:
             produced = json.loads(self.summary_path.read_text())
             summary.produced = int(produced.get("acked", 0))
@@ -345,6 +362,36 @@ class Demo:
             last_written = written
             time.sleep(1)
 
+    def restate_closed_slots(self) -> str:
+        """What lake maintenance does once a slot has closed, done now for the slots this run closed: their
+        aggregates in ClickHouse made equal to the lake, events the windows dropped as late included. Its passes
+        run on an interval (and at --speedup a slot closes every few seconds), so the last closed slots may not
+        have had their turn. Only after a drain that loaded every aggregate (otherwise the stop is an abort)."""
+        from lakehouse.catalog import open_table
+        from lakehouse.health import table_health
+        from lakehouse.restate import restate_slot
+        from lakehouse.tables import USER_ACTIONS
+
+        if self.summary is None or not self.summary.drained or self.summary.aggregates_left != 0:
+            return "final restatement skipped: the run did not drain completely"
+        started = time.monotonic()
+        try:
+            table = open_table(self.settings, USER_ACTIONS.name)
+            health = table_health(table, 0)
+            slots = sorted(p.slot_end_ms - SLOT_MS for p in health.partitions
+                           if p.closed and p.slot_end_ms and p.slot_end_ms > self.history_start_ms)
+            client = _clickhouse_client(self.settings)
+            try:
+                results = [restate_slot(table, client, slot) for slot in slots]
+            finally:
+                client.close()
+        except Exception as exc:  # said in the summary; the rest of the stop goes on
+            self.summary.restated = f"{exc}"
+            return f"final restatement failed: {exc}; run `pipeline lake restate` over the run's closed slots"
+        self.summary.restated = (len(results), sum(r.changed for r in results))
+        return (f"restated the {len(results)} slots this run closed in {time.monotonic() - started:.1f} s "
+                f"({self.summary.restated[1]:,} keys changed)")
+
     def stop_all(self) -> list[str]:
         """Stop what the demo started, in reverse order; the labels of those whose stop failed (each said in a
         line), so that the exit code can say a process may have been left running."""
@@ -357,6 +404,12 @@ class Demo:
                 failed.append(label)
         self.stop_order.clear()
         return failed
+
+
+def _clickhouse_client(settings: Settings):
+    from clickhouse.store import connect
+
+    return connect(settings.clickhouse_dsn)
 
 
 def _aggregate_rows(status: dict) -> dict[str, int]:

@@ -228,6 +228,11 @@ def _assert_lake_and_clickhouse(settings: Settings, summary: dict, output: str) 
     """Both stores read directly (the broker must be up to read the raw topic's offsets)."""
     closed = _assert_lake_holds_each_record_once(settings, summary)
     assert summary["aggregates_left"] == 0, output[-3000:]
+    # The demo restated the slots it closed once the service had stopped (its maintenance passes may lag behind
+    # simulated time): the closed windows are exact in ClickHouse, late events included.
+    slots, _keys = summary["restated"]
+    assert slots >= (closed[1] - closed[0]) // (2 * 3600 * 1000), output[-3000:]
+    assert "closed slots restated" in output
     _assert_clickhouse_reconciles(settings, closed)
 
 
