@@ -111,3 +111,18 @@ def test_the_installed_dashboard_serves_every_asset_its_page_names(installed: Pa
     finally:
         os.killpg(serve.pid, 15)
         serve.wait(60)
+
+
+def test_the_wheel_ships_every_file_the_job_reads(installed: Path) -> None:
+    """The job reads its SQL at run time (flink_job/sql and its sub-folders, e.g. windows/operator.sql for the default
+    window operator): every one of those files of the checkout is in the installed package, byte for byte."""
+    found = list((installed / "lib").glob("python3*/site-packages/flink_job"))
+    assert len(found) == 1, found
+    site = found[0]
+    job_dir = PROJECT_ROOT / "flink_job"
+    wanted = sorted(p.relative_to(job_dir) for p in (job_dir / "sql").rglob("*.sql"))
+    assert any(p.parts[:2] == ("sql", "windows") for p in wanted)
+    missing = [str(p) for p in wanted if not (site / p).is_file()]
+    assert not missing, f"not in the wheel (pyproject.toml [tool.setuptools.package-data]): {missing}"
+    assert all((site / p).read_bytes() == (job_dir / p).read_bytes() for p in wanted)
+
