@@ -60,9 +60,10 @@ def add_job_arguments(p: argparse.ArgumentParser) -> None:
                    help="serve the mini-cluster's metrics in the Prometheus format on http://127.0.0.1:PORT/metrics "
                         "(default: FLINK_METRICS_PORT, else none; a cluster's reporter is in its own config)")
     p.add_argument("--windows", default=d.windows, choices=WINDOWS,
-                   help="how the three window aggregates are computed: sql (three TUMBLE window operators, the "
-                        "default), operator (one keyed operator for all three) or cascade (5-minute counts per user "
-                        "and action type feeding the others); README \"Benchmarks\" compares them")
+                   help="how the three window aggregates are computed: operator (one keyed Java operator for all "
+                        "three, the default: half the windows' CPU) or sql (three TUMBLE window operators, the "
+                        "pure-SQL reference); the same rows either way; README \"Benchmarks\" compares them. A "
+                        "checkpoint restores only into the variant that wrote it")
     p.add_argument("--explain", action="store_true", help="print the execution plan instead of running")
     p.add_argument("--submit", action="store_true",
                    help="submit with `flink run` to the cluster at FLINK_REST_URL (the local one of `pipeline "

@@ -1,7 +1,8 @@
 """The job: DDL for the sources and sinks, then one statement set with the five INSERTs.
 
-The three aggregates' INSERTs depend on ``JobConfig.windows``: flink_job/sql/05..07 (sql, the default), or the sinks
-of 05..07 fed by flink_job/sql/windows/cascade.sql or by the Java window operator (flink_job/user_windows.py).
+The three aggregates' INSERTs depend on ``JobConfig.windows``: the sinks of flink_job/sql/05..07 fed by the Java
+window operator (operator, the default: flink_job/user_windows.py and sql/windows/operator.sql), or the TUMBLE
+windows of 05..07 themselves (sql).
 
 Python only wires configuration: the SQL is in flink_job/sql/, the per-record parsing and validation in the
 compiled value format (flink_job/format/), so no Python runs per event. Runs in a local mini-cluster (waits for a
@@ -107,15 +108,14 @@ def build(settings: Settings, job: JobConfig, lake_only: bool = False,
         if lake_only and aggregate:
             continue
         statements = sql_text.statements(sql_text.render(path.read_text(), params))
-        # with another windows variant, 05..07 only declare the sinks; the variant's file holds their INSERTs
+        # with the operator, 05..07 only declare the sinks; sql/windows/operator.sql holds their INSERTs
         _add(t_env, statement_set, statements, inserts=not aggregate or windows == "sql")
         if windows == "operator" and path.stem.startswith("02_"):
             # before the lake's INSERTs are planned: they must read the one stream the operator reads too
             user_windows.route_through_datastream(t_env, next(s for s in statements if "VIEW valid_events" in s))
     if windows == "operator":
         user_windows.attach(t_env, job)
-    if windows in ("operator", "cascade"):
-        variant = sql_text.SQL_DIR / "windows" / f"{windows}.sql"
+        variant = sql_text.SQL_DIR / "windows" / "operator.sql"
         _add(t_env, statement_set, sql_text.statements(sql_text.render(variant.read_text(), params)))
     return t_env, statement_set
 

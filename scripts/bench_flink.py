@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/bench_flink.py [--events 5000000] [--users zipf|uniform] [--parallelism 2]
         [--rungs blackhole,floor,lake,job,job-p1] [--conf KEY=VALUE ...] [--metrics [PAIRS]] [--keep]
-    .venv/bin/python scripts/bench_flink.py --scale 1M,10M,30M [--events-per-user 2] [--rungs job,job-operator]
+    .venv/bin/python scripts/bench_flink.py --scale 1M,10M,30M [--events-per-user 2] [--rungs job-sql,job-operator]
 
 Fills a fresh topic (6 partitions) with N events from the producer's own generator (Zipf users and action
 weights as in production, or --users uniform: every event a cold key, the worst case for window state), 6 hours
@@ -20,12 +20,12 @@ of event time, 0.1 % malformed. Then runs each rung in its own JVM, bounded to t
              endpoint scraped every --scrape-interval seconds as a Prometheus server would. --metrics [PAIRS] runs
              PAIRS pairs of job / job-metrics (default 1; in ABBA order, so neither side always runs second on a warmer
              page cache) and prints the metrics' cost side by side: CPU per event and events/s, off, on, on / off;
-  job-operator, job-cascade  the whole job with its windows computed another way (`pipeline job --windows
-             operator|cascade`: one keyed Java operator for the three aggregates, or 5-minute counts per user and
-             action type feeding the others), to compare with `job` (--windows sql) in the same run.
+  job-sql, job-operator  the whole job with its windows computed one way or the other (`pipeline job --windows
+             sql|operator`: three TUMBLE window operators, or one keyed Java operator for the three aggregates, the
+             default, so `job` = `job-operator`), to compare them in the same run.
 --scale N1,N2,... is the capacity ladder instead: for each N a fresh topic of N x --events-per-user events, users
 drawn uniformly from N distinct ones, all within one 2-hour window of event time (so the open window holds up to N
-keys), and the job rungs (default job,job-operator) on each: CPU per event against the smallest N, RocksDB state
+keys), and the job rungs (default job-sql,job-operator) on each: CPU per event against the smallest N, RocksDB state
 size (its native size metrics), checkpoints (count, duration, incremental and full size, from the job's REST API)
 and peak JVM memory.
 For each rung: events/s end to end (submission to finish, start-up included) and in steady state (from the
@@ -65,9 +65,11 @@ SPAN_S = 6 * 3600
 # event time within bounds of the Kafka time: 48 h behind by default).
 KAFKA_TIME = T0 + SPAN_S * 1000
 STEADY_AFTER_S = 60.0
-RUNGS = ("blackhole", "floor", "lake", "job", "job-p1", "job-p1-1cpu", "job-metrics", "job-operator", "job-cascade")
-# The rungs of the job whose windows are computed another way (JobConfig.windows); every other job rung: sql.
-WINDOWS_OF_RUNG = {"job-operator": "operator", "job-cascade": "cascade"}
+RUNGS = ("blackhole", "floor", "lake", "job", "job-p1", "job-p1-1cpu", "job-metrics", "job-sql", "job-operator")
+# The rungs of the job whose windows are named (JobConfig.windows); every other job rung: the default.
+WINDOWS_OF_RUNG = {"job-sql": "sql", "job-operator": "operator"}
+DEFAULT_WINDOWS = JobConfig().windows
+DEFAULT_RUNGS = tuple(r for r in RUNGS if WINDOWS_OF_RUNG.get(r) != DEFAULT_WINDOWS)  # `job` runs those windows
 SCALE_SPAN_S = 2 * 3600 - 60  # one 2-hour window of event time (the generator's jitter stays inside it)
 # RocksDB's own size figures as operator metrics, read through the REST API in --scale runs.
 ROCKSDB_SIZE_METRICS = ("total-sst-files-size", "estimate-live-data-size", "size-all-mem-tables")
@@ -265,7 +267,7 @@ def _chain_label(thread_name: str) -> str:
     name = re.sub(r" \(\d+/\d+\)#\d+$", "", thread_name)
     if "WindowAggregate" in name:
         sinks = ", ".join(dict.fromkeys(re.findall(r"(\w+)_sink\[", name)))
-        return f"window {sinks}" if sinks else "window (cascade's first stage, per user and action type)"
+        return f"window {sinks}"
     if name.startswith("UserWindows"):
         return "window operator (all three aggregates)"
     if name.startswith("Source:"):
@@ -378,7 +380,7 @@ def paimon_files(warehouse: Path) -> tuple[int, float]:
     return len(files), (total / len(files) if files else 0.0)
 
 
-def job_for(topic: str, parallelism: int, state_backend: str, windows: str = "sql",
+def job_for(topic: str, parallelism: int, state_backend: str, windows: str = DEFAULT_WINDOWS,
             conf: dict[str, str] | None = None) -> JobConfig:
     return JobConfig(source_topic=topic, user_aggregations_topic=f"{topic}_ua",
                      user_action_aggregations_topic=f"{topic}_uaa", realtime_aggregations_topic=f"{topic}_uar",
@@ -459,7 +461,7 @@ def metrics_cost(runs: dict[str, list[dict]], events: int, scrape_interval: floa
           f"{'ok' if ratio <= 1.03 else 'over'} (single pairs on a busy box vary by more than 3 %: compare pairs)")
 
 
-SCALE_RUNGS = "job,job-operator"
+SCALE_RUNGS = "job-sql,job-operator"
 
 
 def _count(text: str) -> int:
@@ -495,7 +497,7 @@ def scale_ladder(settings: Settings, sizes: list[int], per_user: float, rungs: l
                 wh = warehouse / f"{n}-{rung}"
                 run = child("job", replace(settings, paimon_warehouse=wh.as_uri()),
                             replace(job, parallelism=1 if rung.startswith("job-p1") else parallelism,
-                                    windows=WINDOWS_OF_RUNG.get(rung, "sql")), conf,
+                                    windows=WINDOWS_OF_RUNG.get(rung, DEFAULT_WINDOWS)), conf,
                             one_cpu=rung == "job-p1-1cpu", metrics=rung == "job-metrics")
                 report(rung, run, events, None, paimon_files(wh))
                 results.append((distinct, rung, run, events))
@@ -540,7 +542,8 @@ def main() -> int:
     p.add_argument("--parallelism", type=int, default=2)
     p.add_argument("--state-backend", default="rocksdb", choices=["rocksdb", "hashmap"])
     p.add_argument("--rungs", default=None,
-                   help=f"comma-separated, of {', '.join(RUNGS)} (default: all; with --scale: {SCALE_RUNGS})")
+                   help=f"comma-separated, of {', '.join(RUNGS)} (default: {','.join(DEFAULT_RUNGS)}; with --scale: "
+                        f"{SCALE_RUNGS})")
     p.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
                    help="a Flink option for the job rungs (repeatable), to measure a variant")
     p.add_argument("--metrics", type=int, nargs="?", const=1, default=0, metavar="PAIRS",
@@ -553,7 +556,7 @@ def main() -> int:
     p.add_argument("--topic", help=argparse.SUPPRESS)
     p.add_argument("--warehouse", help=argparse.SUPPRESS)
     p.add_argument("--child-metrics", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--child-windows", default="sql", help=argparse.SUPPRESS)
+    p.add_argument("--child-windows", default=DEFAULT_WINDOWS, help=argparse.SUPPRESS)
     p.add_argument("--scale", default=None, metavar="N1,N2,...",
                    help="the capacity ladder: for each N (e.g. 1M,10M,30M) uniform users over N distinct ones within "
                         "one 2-hour window of event time, N x --events-per-user events, the job rungs on each")
@@ -571,7 +574,7 @@ def main() -> int:
         job = job_for(args.topic, args.parallelism, args.state_backend, args.child_windows, extra)
         print(json.dumps(run_one(args.child, settings, job, extra, args.scrape_interval)))
         return 0
-    rungs = [r.strip() for r in (args.rungs or (SCALE_RUNGS if args.scale else ",".join(RUNGS))).split(",")
+    rungs = [r.strip() for r in (args.rungs or (SCALE_RUNGS if args.scale else ",".join(DEFAULT_RUNGS))).split(",")
              if r.strip()]
     if unknown := [r for r in rungs if r not in RUNGS]:
         p.error(f"unknown rung(s) {', '.join(unknown)}; choose from {', '.join(RUNGS)}")
@@ -604,7 +607,7 @@ def main() -> int:
             wh = warehouse / f"{n}-{rung}"
             rung_settings = replace(settings, paimon_warehouse=wh.as_uri())
             run = child(kind, rung_settings, replace(job, parallelism=parallelism,
-                                                     windows=WINDOWS_OF_RUNG.get(rung, "sql")), args.conf,
+                                                     windows=WINDOWS_OF_RUNG.get(rung, DEFAULT_WINDOWS)), args.conf,
                         one_cpu=rung == "job-p1-1cpu", metrics=rung == "job-metrics",
                         scrape_interval=args.scrape_interval)
             files = paimon_files(wh) if kind != "blackhole" else None

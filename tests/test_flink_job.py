@@ -284,13 +284,13 @@ def test_clear_errors(services: Settings, unique_name: str, tmp_path: Path) -> N
 
 def test_explain_scans_the_source_once_for_all_five_inserts(services: Settings, unique_name: str, tmp_path,
                                                            capsys) -> None:
-    """`pipeline job --explain`, as a user types it: the value format parses each record once, one Kafka source
-    scan feeds the five sinks, and the two per-user windows share one shuffle (no per-sink re-reading)."""
+    """`pipeline job --explain --windows sql`, as a user types it: the value format parses each record once, one Kafka
+    source scan feeds the five sinks, and the two per-user windows share one shuffle (no per-sink re-reading)."""
     from pipeline import cli
 
     assert cli.main(["--warehouse", f"file://{tmp_path}/wh", "job", "--explain", "--source-topic",
                      f"{unique_name}_src", "--watermark-delay", "7", "--idle-timeout", "45 s",
-                     "--state-backend", "hashmap"]) == 0
+                     "--state-backend", "hashmap", "--windows", "sql"]) == 0
     plan = capsys.readouterr().out
     assert "-(event_time, 7000:INTERVAL SECOND)" in plan and "idletimeout=[45000]" in plan
     execution = plan.split("== Optimized Execution Plan ==", 1)[1]

@@ -1,6 +1,7 @@
--- `pipeline job --windows operator`: the three aggregates come from one keyed operator (UserWindowsOperator in
--- flink_job/format, keyed by user_id), which flink_job/user_windows.py puts on the valid events and registers as the
--- views below, rows already in the sinks' columns (05..07 declare the sinks; their own INSERTs are left out).
+-- `pipeline job` (--windows operator, the default): the three aggregates come from one keyed operator
+-- (UserWindowsOperator in flink_job/format, keyed by user_id), which flink_job/user_windows.py puts on the valid
+-- events and registers as the views below, rows already in the sinks' columns (05..07 declare the sinks; their own
+-- INSERTs are left out).
 INSERT INTO user_aggregations_sink
 SELECT window_start, window_end, user_id, total_actions, version FROM operator_user_aggregations;
 
