@@ -20,11 +20,18 @@ def services(settings: Settings) -> Settings:
     """Kafka and the S3 server, started by the project's own code; running ones are reused.
 
     They are left running at the end so a second session starts in seconds; `pipeline services
-    stop` (or scripts/stop.sh) stops them by PID.
+    stop` (or scripts/stop.sh) stops them by PID. The suite runs in two pytest-xdist workers, each with its own
+    session: an exclusive lock on a file beside the services' data makes one start them while the other waits, then
+    finds them running and reuses them.
     """
+    import fcntl
+
     from local_services import manage
 
-    manage.start(settings)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    with open(settings.data_dir / ".services-start.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        manage.start(settings)
     return settings
 
 
