@@ -130,7 +130,11 @@ class Service:
         done = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: done.set())
-        done.wait()
+        # Woken every half second: a SIGTERM the kernel hands to another of the process's threads (chDB's, the
+        # server's) only sets a flag, which the main thread acts on when it next runs Python; an untimed wait
+        # would sleep through it and be SIGKILLed by `clickhouse stop` (seen after a SIGSTOP/SIGCONT).
+        while not done.wait(0.5):
+            pass
         log.info("stopping")
         self.stop()
 
