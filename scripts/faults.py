@@ -164,9 +164,20 @@ def outage(stop: Callable[[], object], start: Callable[[], object], down_s: floa
 
 def free_loopback_port(span: int = 1) -> int:
     """A port P with P..P+span-1 free on 127.0.0.1 (Kafka takes P and P+1): a private service for a fault
-    test, so stopping it never disturbs the shared one that other tests and jobs use."""
+    test, so stopping it never disturbs the shared one that other tests and jobs use.
+
+    Drawn from 20000-31999, below Linux's ephemeral range (32768-60999), where the kernel puts every port-0 bind
+    (Flink's RPC and blob ports) and every outgoing connection: none of those can take the port between this pick
+    and the service's bind. Under pytest-xdist each worker draws from its own share of the range, so two workers
+    never pick the same port."""
+    low, high = 20_000, 32_000
+    worker, workers = os.environ.get("PYTEST_XDIST_WORKER", ""), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", 1))
+    if worker.startswith("gw") and workers > 1:
+        share = (high - low) // workers
+        low += int(worker[2:]) * share
+        high = low + share
     for _ in range(200):
-        base = random.randrange(20_000, 40_000 - span)
+        base = random.randrange(low, high - span)
         socks = []
         try:
             for port in range(base, base + span):

@@ -14,6 +14,7 @@ import pytest
 
 from producer.action_types import ACTION_TYPES
 from scripts import faults
+from tests.conftest import free_port
 from tests.reliability.conftest import (
     SLOT_MS,
     create_topics,
@@ -75,13 +76,9 @@ def late_records_dropped(rest: str) -> dict[str, int]:
 
 
 def test_late_event_is_in_the_lake_and_not_in_the_aggregates(services, unique_name, tmp_path) -> None:
-    import socket
-
     settings = replace(services, paimon_warehouse=f"file://{tmp_path}/wh")
     checkpoints = tmp_path / "checkpoints"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        rest_port = s.getsockname()[1]
+    rest_port = free_port()
     rest = f"http://127.0.0.1:{rest_port}"
     # The default windows (one UserWindows operator); the SQL windows' late events are Flink's WindowAggregate's
     # own policy, and their rows equal the operator's (tests/test_flink_job.py runs both).
