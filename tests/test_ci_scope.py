@@ -20,3 +20,26 @@ def test_ci_runs_the_test_command_and_it_deselects_nothing() -> None:
     assert "--strict-markers" in addopts
     assert not {"-m", "-k", "--deselect", "--ignore"} & set(addopts), addopts
     assert not any(o.startswith(("-m", "--deselect=", "--ignore=")) for o in addopts), addopts
+
+
+def test_no_test_takes_a_fixed_port() -> None:
+    """The suite runs in two workers at once (and beside an engineer's own services): a test that listens on a fixed
+    port collides with the other worker's, so every port a test gives a process comes from free_port(). Checked in
+    the source: an integer port number (1024 and up) bound to a name or keyword with "port" in it, or to bind()."""
+    import ast
+
+    fixed = []
+    for path in sorted((PROJECT_ROOT / "tests").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            targets: list[tuple[str, ast.AST]] = []
+            if isinstance(node, ast.keyword) and node.arg:
+                targets.append((node.arg, node.value))
+            elif isinstance(node, ast.Assign):
+                targets += [(t.id, node.value) for t in node.targets if isinstance(t, ast.Name)]
+            elif isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "bind" and node.args:
+                targets += [("port", elt) for elt in getattr(node.args[0], "elts", [])]
+            fixed += [f"{path.relative_to(PROJECT_ROOT)}:{value.lineno} {name} = {value.value}"
+                      for name, value in targets
+                      if "port" in name.lower() and isinstance(value, ast.Constant) and type(value.value) is int
+                      and 1024 <= value.value <= 65_535]
+    assert not fixed, f"fixed ports in tests (use tests.conftest.free_port()): {fixed}"
