@@ -63,8 +63,8 @@ SETTINGS_VARIABLES: tuple[Variable, ...] = (
     Variable("CLICKHOUSE_USER", "clickhouse_user", "ClickHouse user name (default: the URL's, else 'default')"),
     Variable("CLICKHOUSE_PASSWORD", "clickhouse_password", "ClickHouse password, any characters (default: the "
              "URL's, else none)", secret=True),
-    Variable("FLINK_REST_PORT", "flink_rest_port", "REST/web UI port of the local standalone Flink cluster "
-             "(default: 8081)", 8081),
+    Variable("FLINK_REST_PORT", "flink_rest_port", "REST/web UI port of the local standalone Flink cluster; "
+             "its JobManager's RPC takes the next port (default: 8081)", 8081),
     Variable("FLINK_REST_URL", "flink_rest_url", "REST API of the Flink cluster that `pipeline job --submit` "
              "submits to, e.g. http://jobmanager:8081 (default: the local one, http://127.0.0.1:$FLINK_REST_PORT)"),
     Variable("FLINK_PROPERTIES", "flink_properties", "Flink options, one 'key: value' per line, for the daemons "

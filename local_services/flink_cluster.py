@@ -195,6 +195,11 @@ def daemon_healthy(settings: Settings, role: str, resource_id: str | None = None
     return any(tm.get("id") == wanted for tm in registered_taskmanagers(settings))
 
 
+def rpc_port(settings: Settings) -> int:
+    """The local cluster's JobManager RPC port: the one after its REST port (FLINK_REST_PORT)."""
+    return settings.flink_rest_port + 1
+
+
 def local_properties(settings: Settings, taskmanagers: int) -> dict[str, str]:
     """The local cluster's FLINK_PROPERTIES: loopback only, its ports, memory for this box, data under DATA_DIR; with
     FLINK_METRICS_PORT the Prometheus reporter on 127.0.0.1, where the JobManager and each TaskManager take the first
@@ -210,6 +215,9 @@ def local_properties(settings: Settings, taskmanagers: int) -> dict[str, str]:
         "rest.address": "127.0.0.1",
         "rest.bind-address": "127.0.0.1",
         "rest.port": str(settings.flink_rest_port),
+        # Flink's default 6123 would be one port for every local cluster on the machine: a second one (another
+        # DATA_DIR, a test's private cluster) died at start-up in Pekko. The next port after REST is the cluster's own.
+        "jobmanager.rpc.port": str(rpc_port(settings)),
         "jobmanager.memory.process.size": "1600m",
         "taskmanager.memory.process.size": taskmanager_memory(taskmanagers),
         "execution.checkpointing.dir": (settings.data_dir / "flink" / "checkpoints").as_uri(),
@@ -295,9 +303,11 @@ def start(settings: Settings, taskmanagers: int = 1, timeout: float = 90.0,
     if jm.pid() is None:
         # A JobManager that has just died may still hold its port for a moment while the kernel tears it down.
         deadline = time.monotonic() + 10
-        while port_open("127.0.0.1", settings.flink_rest_port) and time.monotonic() < deadline:
+        ports = {"flink rest": settings.flink_rest_port, "flink jobmanager rpc": rpc_port(settings)}
+        while any(port_open("127.0.0.1", p) for p in ports.values()) and time.monotonic() < deadline:
             time.sleep(0.3)
-        require_port_free("flink rest", settings.flink_rest_port)
+        for name, port in ports.items():
+            require_port_free(name, port)
         started.append(f"jobmanager pid {jm.start(_daemon_argv('jobmanager', jm.name), env=env, cwd=PROJECT_ROOT)}")
     tm_pids = [_start_taskmanager(tm, env) for tm in missing]
     if tm_pids:

@@ -48,11 +48,12 @@ def unique_name() -> str:
 
 
 def free_port() -> int:
-    """A TCP port nothing listens on right now, outside the kernel's ephemeral range and this xdist worker's own
-    (scripts/faults.py free_loopback_port), so concurrent tests and runs never collide."""
+    """A TCP port P nothing listens on right now, outside the kernel's ephemeral range and this xdist worker's own
+    (scripts/faults.py free_loopback_port), so concurrent tests and runs never collide. P+1 is free too: a local
+    Flink cluster on REST port P takes P+1 for its JobManager's RPC."""
     from scripts.faults import free_loopback_port
 
-    return free_loopback_port()
+    return free_loopback_port(span=2)
 
 
 def pid_running(pid: int) -> bool:

@@ -224,7 +224,7 @@ def restarts(settings: Settings, job_id: str) -> int:
 def test_kill_9_of_a_taskmanager_under_flink_run_restarts_from_the_last_checkpoint_by_itself(
         kafka_cluster: Settings, unique_name: str, tmp_path: Path, chdb_scratch: Settings) -> None:
     settings = replace(kafka_cluster, paimon_warehouse=f"file://{tmp_path}/wh", data_dir=tmp_path / "data",
-                       flink_rest_port=faults.free_loopback_port())
+                       flink_rest_port=faults.free_loopback_port(span=2))
     checkpoints = tmp_path / "checkpoints"
     job = job_for(unique_name, bounded=False, checkpoint_interval="2 s", checkpoint_dir=checkpoints.as_uri())
     create_topics(settings, job, source_partitions=PARTITIONS)
