@@ -222,3 +222,26 @@ def test_cluster_status_exit_codes_and_json_without_a_cluster(settings: Settings
         stuck.wait()
     epilog = " ".join(pipeline_cli(own, "flink-cluster", "--help").stdout.split())  # the exit codes, documented
     assert "0 running and answering, 3 not running, 1 unhealthy" in epilog, epilog
+
+
+def test_a_second_local_cluster_takes_its_own_rpc_port_and_a_held_one_is_one_line(settings: Settings,
+                                                                                  tmp_path) -> None:
+    """The JobManager's RPC port is the one after FLINK_REST_PORT (Flink's 6123 would be shared by every local
+    cluster on the machine); when another program holds it, `flink-cluster start` says so in one line, exit 2, and
+    starts nothing. No cluster is started."""
+    import socket
+
+    from local_services import flink_cluster
+    from tests.test_flink_job import pipeline_cli
+
+    port = free_port()
+    own = replace(settings, data_dir=tmp_path / "data", flink_rest_port=port, flink_rest_url=None)
+    assert flink_cluster.local_properties(own, taskmanagers=1)["jobmanager.rpc.port"] == str(port + 1)
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", port + 1))
+        held.listen()
+        started = pipeline_cli(own, "flink-cluster", "start", timeout=120)
+    assert (started.returncode, started.stderr) == (
+        2, f"error: flink jobmanager rpc: port {port + 1} on 127.0.0.1 is already in use by another program; stop it "
+           "or choose another port (see README, Troubleshooting)\n"), started.stderr
+    assert not any(own.run_dir.glob("flink-*.pid")), sorted(own.run_dir.glob("*"))
