@@ -205,9 +205,18 @@ def _cluster_id(settings: Settings, cluster: list[Broker]) -> str:
     home.mkdir(parents=True, exist_ok=True)
     path = home / "cluster-id"
     if not path.exists():
-        path.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
+        path.write_text(new_cluster_id())
         (home / "brokers").write_text(_shape(cluster))
     return path.read_text().strip()
+
+
+def new_cluster_id() -> str:
+    """A random KRaft cluster id: 16 bytes in URL-safe base64, never starting with "-" (Kafka's own Uuid.randomUuid
+    rule: the storage tool's parser would take such an id for an option; 1 start in 64 failed on it)."""
+    while True:
+        candidate = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not candidate.startswith("-"):
+            return candidate
 
 
 def _start_broker(settings: Settings, broker: Broker, cluster: list[Broker], cluster_id: str, java: str,
@@ -224,7 +233,7 @@ def _start_broker(settings: Settings, broker: Broker, cluster: list[Broker], clu
     if not (log_dir / "meta.properties").exists():
         fmt = subprocess.run(
             [*jvm, "kafka.tools.StorageTool", "format", *(["--standalone"] if len(cluster) == 1 else []),
-             "-t", cluster_id, "-c", str(props)],
+             f"--cluster-id={cluster_id}", "-c", str(props)],  # "=": an id kept from before may start with "-"
             capture_output=True,
             text=True,
         )

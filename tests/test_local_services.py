@@ -108,6 +108,28 @@ def test_second_start_reuses_running_services(services: Settings) -> None:
     assert all(" already running (" in line or "using the broker already answering" in line for line in lines), lines
 
 
+def test_a_cluster_id_starting_with_a_dash_formats_and_new_ones_never_do(services: Settings, tmp_path) -> None:
+    """1 random cluster id in 64 starts with "-", which Kafka's storage tool took for an option: a broker's first start
+    failed ("--cluster-id: expected one argument"), and every start after it, on the id kept on disk. New ids never
+    start with "-" (Kafka's own rule), and a kept one is passed as --cluster-id=ID and formats."""
+    from dataclasses import replace
+
+    from scripts.faults import free_loopback_port
+
+    assert not any(kafka.new_cluster_id().startswith("-") for _ in range(5_000))
+    own = replace(services, data_dir=tmp_path / "data", kafka_bootstrap=f"127.0.0.1:{free_loopback_port(span=2)}")
+    kept = "-ezV3q0RSw6JD4NNX_cSOA"  # the id that failed a CI run's first start
+    (own.data_dir / "kafka").mkdir(parents=True)
+    (own.data_dir / "kafka" / "cluster-id").write_text(kept)
+    try:
+        assert "started" in kafka.start(own)
+        meta = (own.data_dir / "kafka" / "log" / "meta.properties").read_text()
+        assert f"cluster.id={kept}\n" in meta, meta
+        assert kafka.ensure_topics(own, {"dash": 1}) == ["dash"]
+    finally:
+        kafka.stop(own)
+
+
 def test_start_on_busy_port_is_one_clear_line(tmp_path) -> None:
     import socket
 
