@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import threading
 
@@ -83,6 +84,33 @@ def _loader_options(args: argparse.Namespace):
                          database=args.database)
 
 
+def _run_until_signalled(loader) -> int:
+    """The loader in a thread of its own until SIGINT/SIGTERM; what it consumed by then is inserted and committed.
+
+    The main thread only waits, in half-second steps: a signal the kernel hands to another thread (librdkafka's,
+    chDB's) only sets a flag that the main thread acts on when it next runs Python, and a main thread blocked in the
+    loader's untimed waits (an insert's future) slept through Ctrl-C for over a minute."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            loader.run(stop)
+        except BaseException as exc:  # re-raised in the main thread: a UserError still prints its one line
+            failed.append(exc)
+            stop.set()
+
+    thread = threading.Thread(target=run, name="loader")
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.5)
+    if failed:
+        raise failed[0]
+    return 0
+
+
 def _refuse_if_service_owns_chdb(settings: Settings) -> None:
     from clickhouse import service_process
     from clickhouse.store import is_embedded
@@ -128,12 +156,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         _refuse_if_service_owns_chdb(settings)
         clients = ThreadClients(settings.clickhouse_dsn)
         apply_schema(clients.get(), _schema_options(args))
-        stop = threading.Event()
-        try:
-            Loader(settings.kafka_client_config(), clients.get, _loader_options(args)).run(stop)
-        except KeyboardInterrupt:
-            stop.set()
-        return 0
+        return _run_until_signalled(Loader(settings.kafka_client_config(), clients.get, _loader_options(args)))
     if args.action == "serve":
         from clickhouse.service import Service, companion
 
