@@ -172,7 +172,12 @@ def test_cli_load_then_serve_as_a_user_types_them(private_kafka):
         wait_for(committed_all, 120, "the loader to commit every record")  # committed only after the insert
     finally:
         load.send_signal(signal.SIGINT)
-        out, _ = load.communicate(timeout=60)
+        try:
+            out, _ = load.communicate(timeout=60)
+        except subprocess.TimeoutExpired:  # it slept through Ctrl-C: fail, and leave no loader behind
+            load.kill()
+            out, _ = load.communicate()
+            raise AssertionError(f"`clickhouse load` still ran 60 s after SIGINT: {out[-2000:]}") from None
     assert load.returncode == 0, out
     rows = pipeline_cli(s, "clickhouse", "sql", "SELECT user_id, total_actions FROM analytics.user_aggregations "
                         "FINAL ORDER BY total_actions DESC", "--format", "JSONEachRow")
