@@ -25,10 +25,10 @@ def settings() -> Settings:
 def services(settings: Settings) -> Settings:
     """Kafka and the S3 server, started by the project's own code; running ones are reused.
 
-    They are left running at the end so a second session starts in seconds; `pipeline services
-    stop` (or scripts/stop.sh) stops them by PID. The suite runs in two pytest-xdist workers, each with its own
-    session: an exclusive lock on a file beside the services' data makes one start them while the other waits, then
-    finds them running and reuses them.
+    They are left running at the end of the session: ./test.sh stops the ones it started, by PID; a bare `pytest`
+    leaves them for the next session, which then starts in seconds (`pipeline services stop` stops them). The suite
+    runs in two pytest-xdist workers, each with its own session: an exclusive lock on a file beside the services' data
+    makes one start them while the other waits, then finds them running and reuses them.
     """
     import fcntl
 
