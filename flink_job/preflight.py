@@ -34,18 +34,9 @@ def check_metrics_port(settings: Settings) -> None:
 
 
 def check_kafka(settings: Settings, topics: tuple[str, ...]) -> None:
-    from confluent_kafka.admin import AdminClient
+    from base.kafka_access import admin_and_topics
 
-    # log_level 0: librdkafka would otherwise print a line per failed connect; the UserError below says it once.
-    admin = AdminClient({**settings.kafka_client_config(), "socket.connection.setup.timeout.ms": 5000,
-                         "log_level": 0})
-    try:
-        existing = set(admin.list_topics(timeout=8).topics)
-    except Exception:
-        raise UserError(
-            f"Kafka is unreachable at {settings.kafka_bootstrap}: start it (pipeline services start kafka) "
-            "or set KAFKA_BOOTSTRAP"
-        ) from None
+    _, existing = admin_and_topics(settings, timeout_s=8)
     missing = [t for t in topics if t not in existing]
     if missing:
         raise UserError(f"Kafka topics missing on {settings.kafka_bootstrap}: {', '.join(missing)} "

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 import re
 
 from base.config import Settings
 from base.errors import UserError
+from base.kafka_access import admin_and_topics
 
 _LEGAL = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
-_QUIET = logging.getLogger("producer.admin")
-_QUIET.addHandler(logging.NullHandler())
-_QUIET.propagate = False
 
 
 def check_topic_name(name: str) -> str:
@@ -22,19 +19,12 @@ def check_topic_name(name: str) -> str:
 
 
 def ensure_topic(settings: Settings, topic: str, partitions: int, timeout_s: float = 5.0) -> bool:
-    """Create ``topic`` if missing; True if it was created. Unreachable broker -> UserError."""
+    """Create ``topic`` if missing; True if it was created. A broker not reached -> UserError naming why."""
     from confluent_kafka import KafkaException
-    from confluent_kafka.admin import AdminClient, NewTopic
+    from confluent_kafka.admin import NewTopic
 
     check_topic_name(topic)
-    admin = AdminClient({**settings.kafka_client_config(), "logger": _QUIET})
-    try:
-        existing = admin.list_topics(timeout=timeout_s).topics
-    except KafkaException:
-        raise UserError(
-            f"kafka: cannot reach a broker at {settings.kafka_bootstrap} within {timeout_s:g}s; "
-            "is it running? (pipeline services start kafka)"
-        ) from None
+    admin, existing = admin_and_topics(settings, timeout_s)
     if topic in existing:
         return False
     new = NewTopic(topic, num_partitions=partitions, replication_factor=settings.kafka_replication,

@@ -272,7 +272,7 @@ def test_clear_errors(services: Settings, unique_name: str, tmp_path: Path) -> N
     job = topics_for(unique_name)
     with pytest.raises(UserError, match="topics missing"):
         preflight.check(replace(services, paimon_warehouse=f"file://{tmp_path}"), job)
-    with pytest.raises(UserError, match="unreachable"):
+    with pytest.raises(UserError, match="cannot reach a broker"):
         preflight.check_kafka(replace(services, kafka_bootstrap="127.0.0.1:1"), (job.source_topic,))
     with pytest.raises(UserError, match="not reachable"):
         preflight.check_warehouse(replace(services, paimon_warehouse="s3://no-such-bucket-here/x"))

@@ -49,7 +49,8 @@ CLI_CASES = [
     (["clickhouse", "schema", "--database", "x; DROP DATABASE analytics"], {"CLICKHOUSE_URL": "http://127.0.0.1:1"},
      "pipeline", "database"),
     (["clickhouse", "schema"], {"CLICKHOUSE_URL": "http://127.0.0.1:1"}, "pipeline", "cannot connect"),
-    (["--kafka-bootstrap", "127.0.0.1:1", "--source-topic", "{topic}", "--bounded"], {}, "flink_job", "unreachable"),
+    (["--kafka-bootstrap", "127.0.0.1:1", "--source-topic", "{topic}", "--bounded"], {}, "flink_job",
+     "cannot reach a broker"),
     (["--source-topic", "a'b", "--bounded"], {}, "flink_job", "quote"),
     (["--flink-conf", "rest.port", "--explain"], {}, "flink_job", "not KEY=VALUE"),
 ]

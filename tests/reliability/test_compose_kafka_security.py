@@ -140,3 +140,34 @@ def test_no_credentials_or_a_wrong_password_get_nothing(secured_broker: str) -> 
     assert _write(wrong, RAW) is not None
     acl_lines = re.findall(r"--allow-principal User:(\w+)", SERVICES["kafka-topics"]["command"][0])
     assert sorted(set(acl_lines)) == ["flink", "loader", "producer"]
+
+
+def _cli(secured: str, module: str, argv: list[str], tmp_path: Path, **kafka: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KAFKA_")}
+    env.update({"KAFKA_BOOTSTRAP": secured, "DATA_DIR": str(tmp_path), **kafka})
+    return subprocess.run([sys.executable, "-m", module, *argv], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=180)
+
+
+def test_a_refused_password_a_wrong_mechanism_or_no_sasl_each_get_one_line_naming_what_to_fix(
+        secured_broker: str, tmp_path: Path) -> None:
+    """librdkafka reports each of these as "Broker transport failure"; the commands say which setting is wrong."""
+    sasl = {"KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "KAFKA_SASL_MECHANISM": "PLAIN",
+            "KAFKA_SASL_USERNAME": "producer"}
+    produce = ["produce", "--count", "5", "--topic", RAW]
+    wrong = "not-the-password-7f3e"
+    cases = [
+        ("pipeline", produce, {**sasl, "KAFKA_SASL_PASSWORD": wrong},
+         ["refused to authenticate user 'producer'", "Invalid username or password", "KAFKA_SASL_PASSWORD"]),
+        ("flink_job", ["--source-topic", RAW, "--bounded"], {**sasl, "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+                                                             "KAFKA_SASL_PASSWORD": wrong},
+         ["Unsupported SASL mechanism", "supported mechanisms: PLAIN", "KAFKA_SASL_MECHANISM"]),
+        ("pipeline", produce, {}, ["accepts connections but answered no metadata request",
+                                   "KAFKA_SECURITY_PROTOCOL=PLAINTEXT"]),
+    ]
+    for module, argv, kafka, words in cases:
+        done = _cli(secured_broker, module, argv, tmp_path, **kafka)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: kafka: "), done.stderr[-2000:]
+        assert all(w in lines[0] for w in words), lines[0]
+        assert wrong not in done.stderr + done.stdout and "Traceback" not in done.stderr
